@@ -1,0 +1,300 @@
+"""The ``mtl-report`` command line.
+
+Every command has ``--help``, shows progress bars on long work, and on failure exits non-zero
+with a one-line reason (``--debug`` shows the traceback instead). Heavy imports (TensorFlow)
+happen inside the commands that need them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mtl_report.version import __version__
+
+EXIT_DATA_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """A usage problem found after parsing (exit 2 with a one-line reason)."""
+
+
+def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None]] | None:
+    """``progress(description, total) -> update(n)`` backed by tqdm, or None when disabled."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    def factory(description: str, total: int) -> Callable[[int], None]:
+        bar = tqdm(total=total, desc=description, unit="it", leave=False, file=sys.stderr)
+
+        def update(n: int = 1) -> None:
+            bar.update(n)
+            if bar.n >= bar.total:
+                bar.close()
+
+        if total == 0:
+            bar.close()
+        return update
+
+    return factory
+
+
+# --------------------------------------------------------------------------------------
+# prepare
+# --------------------------------------------------------------------------------------
+def _cleaning_config(args: argparse.Namespace):
+    from preprocessing.cleaning import CleaningConfig
+
+    kwargs = {"uncertain": args.uncertain, "abbreviation_files": tuple(args.abbreviations or ())}
+    if args.findings:
+        kwargs["findings"] = tuple(f.strip() for f in args.findings.split(",") if f.strip())
+    return CleaningConfig(**kwargs)
+
+
+def _print_dataset(out: Path) -> None:
+    from preprocessing.summary import dataset_summary
+
+    print(dataset_summary(out))
+
+
+def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
+    from preprocessing.synthetic import prepare_synthetic
+
+    prepare_synthetic(
+        args.out,
+        n_studies=args.studies,
+        seed=args.seed,
+        cleaning=_cleaning_config(args),
+        progress=_progress_factory(not args.quiet),
+    )
+    _print_dataset(args.out)
+    return 0
+
+
+def cmd_prepare_mimic(args: argparse.Namespace) -> int:
+    from preprocessing.mimic import MimicPrepConfig, prepare_mimic
+
+    config = MimicPrepConfig(
+        window_hours=args.window_hours,
+        balanced=None if args.balanced == 0 else args.balanced,
+        seed=args.seed,
+        verify_images=not args.no_verify_images,
+        cleaning=_cleaning_config(args),
+    )
+    prepare_mimic(
+        args.cxr_root,
+        args.ed_root,
+        args.out,
+        config,
+        reports_root=args.reports_root,
+        progress=_progress_factory(not args.quiet),
+    )
+    _print_dataset(args.out)
+    return 0
+
+
+def cmd_prepare_iu_xray(args: argparse.Namespace) -> int:
+    from preprocessing.iu_xray import prepare_iu_xray
+
+    if not args.csv and not args.annotation:
+        raise CLIError("prepare iu-xray needs --csv FILE or --annotation annotation.json")
+    prepare_iu_xray(
+        args.out,
+        csv=args.csv,
+        images=args.images,
+        projections=args.projections,
+        annotation=args.annotation,
+        text_only=args.text_only,
+        split_all=args.split_all,
+        seed=args.seed,
+        config=_cleaning_config(args),
+        progress=_progress_factory(not args.quiet),
+    )
+    _print_dataset(args.out)
+    return 0
+
+
+def cmd_prepare_images(args: argparse.Namespace) -> int:
+    from preprocessing.image_table import prepare_image_table
+
+    prepare_image_table(
+        args.csv,
+        args.images,
+        args.out,
+        seed=args.seed,
+        use_source_split=args.use_source_split,
+        progress=_progress_factory(not args.quiet),
+    )
+    _print_dataset(args.out)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from preprocessing.synthetic import prepare_synthetic
+
+    data = Path(args.out) / "data"
+    print(f"mtl-report demo: preparing {args.studies} SYNTHETIC studies in {data}", flush=True)
+    prepare_synthetic(
+        data,
+        n_studies=args.studies,
+        seed=args.seed,
+        progress=_progress_factory(not args.quiet),
+    )
+    _print_dataset(data)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------
+def _add_common_prepare(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    p.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed of subsets and splits (0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_cleaning(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--findings",
+        help="comma-separated CheXpert labels to model "
+        "(default: Atelectasis,Cardiomegaly,Pleural Effusion,Pneumothorax,Lung Opacity)",
+    )
+    p.add_argument(
+        "--uncertain",
+        choices=("masked", "positive", "negative"),
+        default="masked",
+        help="policy for uncertain (-1) labels (default: masked, ignored by the loss)",
+    )
+    p.add_argument(
+        "--abbreviations",
+        action="append",
+        type=Path,
+        metavar="TSV",
+        help="extra abbreviation table (abbreviation<TAB>expansion); repeatable",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtl-report",
+        description="Multimodal, multi-task chest X-ray reporting (report text, ED acuity, "
+        "findings) with Keras 3.",
+    )
+    parser.add_argument("--version", action="version", version=f"mtl-report {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    prep = sub.add_parser("prepare", help="raw data → prepared dataset directory")
+    prep_sub = prep.add_subparsers(dest="source", metavar="SOURCE")
+    prep_sub.required = True
+
+    p = prep_sub.add_parser(
+        "synthetic",
+        help="generate MIMIC-shaped SYNTHETIC data and prepare it",
+        description="Write raw files in the MIMIC-CXR-JPG / MIMIC-IV-ED layouts with phantom "
+        "X-rays whose signs agree with findings, acuity and report, then prepare them with "
+        "the real MIMIC linkage. The output is marked synthetic everywhere.",
+    )
+    _add_common_prepare(p)
+    p.add_argument("--studies", type=int, default=2000, help="number of studies (2000)")
+    _add_cleaning(p)
+    p.set_defaults(func=cmd_prepare_synthetic)
+
+    p = prep_sub.add_parser(
+        "mimic",
+        help="link MIMIC-CXR-JPG with MIMIC-IV-ED",
+        description="Link each MIMIC-CXR study to the MIMIC-IV-ED stay of the same subject "
+        "that contains it, clean, take a balanced subset, split by patient.",
+    )
+    p.add_argument("--cxr-root", type=Path, required=True, help="MIMIC-CXR-JPG root")
+    p.add_argument("--ed-root", type=Path, required=True, help="MIMIC-IV-ED root (with ed/)")
+    p.add_argument("--reports-root", type=Path, help="MIMIC-CXR reports root (default: --cxr-root)")
+    _add_common_prepare(p)
+    p.add_argument("--window-hours", type=float, default=0.0, help="extend ED stays by H hours (0)")
+    p.add_argument(
+        "--balanced", type=int, default=10_000, help="balanced subset size; 0 = all (10000)"
+    )
+    p.add_argument("--no-verify-images", action="store_true", help="skip decoding every image")
+    _add_cleaning(p)
+    p.set_defaults(func=cmd_prepare_mimic)
+
+    p = prep_sub.add_parser(
+        "iu-xray",
+        help="prepare IU X-ray (sample CSV, Kaggle or R2Gen layout)",
+        description="IU X-ray in the layout of shared/data/iu_xray_sample (train.csv), "
+        "Kaggle's indiana_reports.csv + indiana_projections.csv, or R2Gen's annotation.json. "
+        "No vitals or acuity: those are null.",
+    )
+    p.add_argument("--csv", type=Path, help="train.csv or indiana_reports.csv")
+    p.add_argument("--annotation", type=Path, help="R2Gen annotation.json")
+    p.add_argument("--images", type=Path, help="image folder")
+    p.add_argument("--projections", type=Path, help="indiana_projections.csv (auto-found)")
+    p.add_argument("--text-only", action="store_true", help="no images (text-side tools)")
+    p.add_argument("--split-all", choices=("train", "val", "test"), help="one split for all")
+    _add_common_prepare(p)
+    _add_cleaning(p)
+    p.set_defaults(func=cmd_prepare_iu_xray)
+
+    p = prep_sub.add_parser(
+        "images",
+        help="image / label / subject_id table (three-class classifier)",
+        description="A plain CSV with image, label, subject_id (and optionally report, "
+        "source_split), like shared/data/pneumonia_sample/labels.csv.",
+    )
+    p.add_argument("--csv", type=Path, required=True, help="the label table")
+    p.add_argument("--images", type=Path, help="image folder (default: the CSV's folder)")
+    p.add_argument("--use-source-split", action="store_true", help="keep the table's source_split")
+    _add_common_prepare(p)
+    p.set_defaults(func=cmd_prepare_images)
+
+    p = sub.add_parser(
+        "demo",
+        help="end-to-end run on SYNTHETIC data",
+        description="Generate synthetic MIMIC-shaped data, prepare it and print the cohort.",
+    )
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    p.add_argument("--studies", type=int, default=2000, help="synthetic studies (2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed (0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from preprocessing.errors import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("mtl-report: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (DataError, CLIError) as exc:
+        if args.debug:
+            raise
+        print(f"mtl-report: error: {exc}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    except Exception as exc:
+        if args.debug:
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"mtl-report: error: {type(exc).__name__}: {reason} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

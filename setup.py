@@ -1,0 +1,59 @@
+"""Packaging for mtl_report.
+
+Lower bounds only: users combine this package with their own TensorFlow builds (CPU, CUDA,
+Apple), so upper pins would fight their environments. Tool settings (ruff, pytest) live in
+pyproject.toml.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = {}
+exec((HERE / "mtl_report" / "version.py").read_text(), VERSION)
+
+setup(
+    name="mtl-report",
+    version=VERSION["__version__"],
+    description=(
+        "Multimodal, multi-task chest X-ray reporting with Keras 3: report text, "
+        "ED acuity and findings from an X-ray plus emergency-department data."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(
+        include=["mtl_report", "mtl_report.*", "preprocessing", "preprocessing.*"]
+    ),
+    package_data={"preprocessing": ["data/*.tsv", "data/*.json"]},
+    install_requires=[
+        "tensorflow>=2.18",
+        "keras>=3.8",
+        "keras-hub>=0.20",
+        "numpy>=1.26",
+        "pandas>=2.1",
+        "pyarrow>=14",
+        "scikit-learn>=1.4",
+        "scipy>=1.11",
+        "nltk>=3.8",
+        "pillow>=10",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # Text metrics as published by the R2Gen family (pycocoevalcap) and BERTScore.
+        "eval": ["bert-score>=0.3.13", "pycocoevalcap>=1.2"],
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["mtl-report=mtl_report.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Intended Audience :: Science/Research",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
+)
