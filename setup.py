@@ -39,6 +39,8 @@ setup(
         "nltk>=3.8",
         "pillow>=10",
         "tqdm>=4.66",
+        "tabulate>=0.9",
+        "tensorboard>=2.16",
     ],
     extras_require={
         # Text metrics as published by the R2Gen family (pycocoevalcap) and BERTScore.

@@ -8,6 +8,8 @@ happen inside the commands that need them, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -135,6 +137,182 @@ def cmd_prepare_images(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# train / evaluate / compare
+# --------------------------------------------------------------------------------------
+def _model_config(args: argparse.Namespace):
+    from mtl_report.config import ModelConfig
+
+    kwargs = {}
+    for name in ("backbone", "backbone_weights", "image_size", "hidden_dim", "max_report_length"):
+        value = getattr(args, name, None)
+        if value is not None:
+            kwargs[name] = value
+    if getattr(args, "fine_tune", False):
+        kwargs["fine_tune_backbone"] = True
+    return ModelConfig(**kwargs)
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    names = ("epochs", "batch_size", "alpha", "beta", "gamma", "learning_rate", "patience")
+    out = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if getattr(args, "mixed_precision", False):
+        out["mixed_precision"] = True
+    if getattr(args, "augment", False):
+        out["augment"] = True
+    return out
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", help="image backbone (efficientnet_b0)")
+    g.add_argument(
+        "--backbone-weights",
+        help="'imagenet' (download), a weights file path (offline), or omit for random init",
+    )
+    g.add_argument("--image-size", type=int, help="backbone input size (224)")
+    g.add_argument("--hidden-dim", type=int, help="model width (192)")
+    g.add_argument("--max-report-length", type=int, help="report tokens (60)")
+    g.add_argument("--fine-tune", action="store_true", help="train the backbone end to end")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, help="maximum epochs (100)")
+    t.add_argument("--batch-size", type=int, help="batch size (32)")
+    t.add_argument("--learning-rate", type=float, help="peak learning rate (3e-5)")
+    t.add_argument("--patience", type=int, help="early-stopping patience (10)")
+    t.add_argument("--alpha", type=float, help="text loss weight")
+    t.add_argument("--beta", type=float, help="acuity loss weight")
+    t.add_argument("--gamma", type=float, help="findings loss weight")
+    t.add_argument("--mixed-precision", action="store_true", help="mixed_float16")
+    t.add_argument("--augment", action="store_true", help="image augmentation (fine-tuning)")
+    t.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
+
+
+def _decoding_config(args: argparse.Namespace):
+    from mtl_report.decoding import DecodingConfig
+
+    return DecodingConfig(
+        method="beam" if args.beam and args.beam > 1 else "greedy",
+        beam_width=args.beam or 1,
+        no_repeat_ngram_size=args.no_repeat_ngram,
+        length_penalty=args.length_penalty,
+    )
+
+
+def _add_decoding_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
+    g.add_argument("--no-repeat-ngram", type=int, default=3, help="ban repeated n-grams (3)")
+    g.add_argument("--length-penalty", type=float, default=1.0, help="beam length penalty")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mtl_report.training import train
+
+    result = train(
+        args.data,
+        args.out,
+        args.preset,
+        model_config=_model_config(args),
+        resume=args.resume,
+        cache_dir=args.cache_dir,
+        verbose=0 if args.quiet else "auto",
+        seed=args.seed,
+        **_train_overrides(args),
+    )
+    last = {k: v[-1] for k, v in result.history.items() if isinstance(v, list) and v}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()))
+    print(f"trained {args.preset} for {result.epochs_run} epoch(s) -> {result.run_dir}")
+    print(f"last epoch: {shown}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mtl_report.evaluate import evaluate
+
+    metrics = evaluate(
+        args.run,
+        args.data,
+        split=args.split,
+        out=args.out,
+        decoding=_decoding_config(args),
+        bertscore_model=args.bertscore_model,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )
+    print(json.dumps(metrics, indent=2, default=float))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mtl_report.compare import compare
+
+    result = compare(
+        args.data,
+        args.out,
+        presets=args.presets,
+        seeds=args.seeds,
+        model_config=_model_config(args),
+        bertscore_model=args.bertscore_model,
+        cache_dir=args.cache_dir,
+        verbose=0 if args.quiet else "auto",
+        **_train_overrides(args),
+    )
+    print(result["markdown"])
+    return 0
+
+
+def _parse_vitals(pairs: Sequence[str]) -> dict:
+    from preprocessing.schema import VITALS
+
+    aliases = {
+        "hr": "heartrate",
+        "heart_rate": "heartrate",
+        "rr": "resprate",
+        "resp_rate": "resprate",
+        "spo2": "o2sat",
+        "temp": "temperature",
+    }
+    out = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise CLIError(f"--vitals expects name=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        key = aliases.get(key.strip().lower(), key.strip().lower())
+        if key not in VITALS:
+            raise CLIError(f"unknown vital {key!r}; use one of {', '.join(VITALS)}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise CLIError(f"--vitals {key}: {value!r} is not a number") from None
+    return out
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from mtl_report.predict import ReportPredictor
+
+    predictor = ReportPredictor.from_run(args.run, _decoding_config(args))
+    study = {
+        **_parse_vitals(args.vitals),
+        "chief_complaint": args.complaint,
+        "icd_title": args.icd_title,
+        "gender": args.gender,
+        "ethnicity": args.ethnicity,
+    }
+    result = predictor.predict([str(args.image)], [study])[0]
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if result.get("report") is not None:
+        print(f"Report: {result['report']}")
+    if "acuity_level" in result:
+        probs = ", ".join(f"{p:.2f}" for p in result["acuity_probs"])
+        print(f"Acuity: {result['acuity_level']} (P(level 1..5) = {probs})")
+    if "findings" in result:
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in result["findings"].items())
+        print(f"Findings: {shown}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -258,6 +436,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare_images)
 
     p = sub.add_parser(
+        "train",
+        help="train a training set-up (preset) on a prepared dataset",
+        description="Train the Aksoy multi-task model with a preset (stl_text, stl_acuity, "
+        "stl_findings, mtl_eq, mtl_tp, mtl_uw) and write a run directory.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
+    p.add_argument("--preset", default="mtl_tp", help="training set-up (mtl_tp)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--seed", type=int, default=0, help="training seed (0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run on a split (metrics.json, predictions.csv)",
+        description="Generate reports and score every head of a trained run.",
+    )
+    p.add_argument("--run", type=Path, required=True, help="run directory")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--out", type=Path, help="metrics file (default RUN/metrics_<split>.json)")
+    p.add_argument("--bertscore-model", help="local model path for BERTScore")
+    p.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_decoding_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "compare",
+        help="STL vs MTL-EQ vs MTL-TP (vs MTL-UW) over seeds, with baselines",
+        description="Train each preset K times, evaluate, and write the paper's Tables 1-4, "
+        "paired t-tests and qualitative examples as Markdown and CSV.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--presets", default="stl,mtl_eq,mtl_tp,mtl_uw", help="comma-separated set-ups")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
+    p.add_argument("--bertscore-model", help="local model path for BERTScore")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "generate",
+        help="report, acuity and findings for one image (+ ED data)",
+        description="Run a trained model on one X-ray image file with optional ED data.",
+    )
+    p.add_argument("--run", type=Path, required=True, help="run directory")
+    p.add_argument("image", type=Path, help="PNG or JPEG chest X-ray")
+    p.add_argument("--complaint", default="", help="chief complaint text")
+    p.add_argument("--icd-title", default="", help="ICD title text")
+    p.add_argument("--gender", default="", help="F / M")
+    p.add_argument("--ethnicity", default="", help="e.g. WHITE, BLACK/AFRICAN AMERICAN")
+    p.add_argument(
+        "--vitals",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="o2sat, heartrate, resprate, sbp, dbp, temperature (°F)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_decoding_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
         "demo",
         help="end-to-end run on SYNTHETIC data",
         description="Generate synthetic MIMIC-shaped data, prepare it and print the cohort.",
@@ -271,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise for users.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     from preprocessing.errors import DataError

@@ -1,0 +1,290 @@
+"""STL vs MTL-EQ vs MTL-TP (vs MTL-UW): train each set-up over seeds, score, tabulate.
+
+Writes into ``out``::
+
+    runs/<preset>_seed<k>/          one run directory per set-up and seed
+    table1_report_generation.md/.csv   BLEU-1..4, METEOR, ROUGE-L, CIDEr, BERTScore
+    table2_clinical_efficacy.md/.csv   P / R / F1 of findings mentioned in the reports
+    table3_findings.md/.csv            findings head: P, R, F1 micro/macro, Hamming, exact match
+    table4_acuity.md/.csv              acuity head: accuracy, MAE, MSE, within one level
+    ttests.md/.csv                     paired t-tests of each MTL set-up against STL
+    examples.md                        reference vs each set-up, like the paper's Table 5
+    comparison.json                    everything above as data
+
+Every table is mean ± std over seeds; the constant-report and nearest-neighbour baselines
+sit in the same tables, and a set-up that does not beat them is flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
+from mtl_report.config import ModelConfig, TrainConfig
+from mtl_report.evaluate import predict_split, score_predictions
+from mtl_report.presets import expand
+from mtl_report.run import Run
+from mtl_report.training import prepare_features, train
+from preprocessing.io import load_prepared
+
+TEXT_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "bertscore_f1")
+CE_KEYS = ("precision", "recall", "f1")
+FINDINGS_KEYS = ("precision", "recall", "f1_micro", "f1_macro", "hamming_loss", "exact_match")
+ACUITY_KEYS = ("accuracy", "mae", "mse", "within_one")
+LOWER_IS_BETTER = {"hamming_loss", "mae", "mse"}
+STL_OF_TASK = {"text": "stl_text", "findings": "stl_findings", "acuity": "stl_acuity"}
+TTEST_SCORES = {
+    "text": ("bleu_4", "rouge_l", "cider"),
+    "findings": ("findings_accuracy",),
+    "acuity": ("acuity_abs_error",),
+}
+
+
+def _cell(values: Sequence[float]) -> str:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
+    if not vals:
+        return "—"
+    if len(vals) == 1:
+        return f"{vals[0]:.3f}"
+    return f"{np.mean(vals):.3f} ± {np.std(vals, ddof=1):.3f}"
+
+
+def _table(rows: dict[str, list[dict]], keys: Sequence[str]) -> pd.DataFrame:
+    data = {}
+    for name, metrics in rows.items():
+        if not metrics or all(m is None for m in metrics):
+            continue
+        data[name] = {k: _cell([m.get(k) for m in metrics if m]) for k in keys}
+    return pd.DataFrame.from_dict(data, orient="index", columns=list(keys))
+
+
+def _write_table(df: pd.DataFrame, out: Path, name: str, title: str) -> str:
+    df.to_csv(out / f"{name}.csv")
+    md = f"### {title}\n\n" + df.to_markdown() + "\n"
+    (out / f"{name}.md").write_text(md)
+    return md
+
+
+def compare(
+    data: str | Path,
+    out: str | Path,
+    presets: str | Sequence[str] = "stl,mtl_eq,mtl_tp,mtl_uw",
+    seeds: int = 1,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    split: str = "test",
+    bertscore_model: str | None = None,
+    cache_dir: str | Path | None = None,
+    n_examples: int = 3,
+    verbose: int | str = "auto",
+    **overrides,
+) -> dict:
+    """Train every preset ``seeds`` times, evaluate on ``split``, write the tables.
+
+    Returns the comparison as a dict (also ``out/comparison.json``).
+    """
+    from mtl_report.metrics import paired_t_test
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_prepared(Path(data))
+    names = expand(presets)
+    records = ds.split(split)
+    results: dict[str, list[dict]] = {}
+    per_study: dict[str, list[pd.DataFrame]] = {}
+    for name in names:
+        for seed in range(seeds):
+            run_dir = out / "runs" / f"{name}_seed{seed}"
+            finished = (run_dir / "history.json").is_file() and not (run_dir / "backup").exists()
+            if finished:  # a re-run of compare reuses what is already trained
+                model = None
+            else:
+                if run_dir.exists() and not (run_dir / "backup").exists():
+                    shutil.rmtree(run_dir)  # a run that died before its first epoch ended
+                model = train(
+                    ds,
+                    run_dir,
+                    name,
+                    model_config=model_config,
+                    train_config=train_config,
+                    cache_dir=cache_dir,
+                    verbose=verbose,
+                    seed=seed,
+                    resume=(run_dir / "backup").exists(),
+                    **overrides,
+                ).model
+            run = Run.read(run_dir)
+            pred = predict_split(run, ds, split, cache_dir=cache_dir, model=model, progress=False)
+            metrics, table = score_predictions(
+                pred, records, ds.finding_columns, ds.findings, bertscore_model=bertscore_model
+            )
+            (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            table.to_csv(run_dir / f"predictions_{split}.csv", index=False)
+            results.setdefault(name, []).append(metrics)
+            per_study.setdefault(name, []).append(table)
+
+    # Baselines on the same split (features of the first preset's backbone).
+    base_cfg = Run.read(out / "runs" / f"{names[0]}_seed0").model_config
+    features = prepare_features(ds, base_cfg, cache_dir, progress=False)
+    train_rec = ds.split("train")
+    baselines = {
+        "baseline: constant report": constant_baseline(train_rec, records, ds.finding_columns),
+    }
+    if features is not None:
+        baselines["baseline: nearest neighbour"] = nearest_neighbour_baseline(
+            train_rec,
+            records,
+            features.lookup(train_rec["image_path"].tolist()),
+            features.lookup(records["image_path"].tolist()),
+            ds.finding_columns,
+        )
+    for label, pred in baselines.items():
+        metrics, table = score_predictions(
+            pred, records, ds.finding_columns, ds.findings, bertscore_model=bertscore_model
+        )
+        results[label] = [metrics]
+        per_study[label] = [table]
+
+    return _write_outputs(out, ds, names, results, per_study, n_examples, paired_t_test, split)
+
+
+def _task_rows(results, task):
+    return {
+        name: [m.get(task) for m in ms]
+        for name, ms in results.items()
+        if any(m.get(task) for m in ms)
+    }
+
+
+def _write_outputs(out, ds, names, results, per_study, n_examples, paired_t_test, split) -> dict:
+    text_rows = _task_rows(results, "text")
+    ce_rows = {
+        n: [m["clinical_efficacy"] if m else None for m in ms] for n, ms in text_rows.items()
+    }
+    ce_rows = {
+        n: [
+            {"precision": c["precision_micro"], "recall": c["recall_micro"], "f1": c["f1_micro"]}
+            if c
+            else None
+            for c in cs
+        ]
+        for n, cs in ce_rows.items()
+    }
+    synthetic = " (SYNTHETIC data)" if ds.metadata.get("synthetic") else ""
+    parts = [f"# STL vs MTL on {ds.metadata.get('source')}{synthetic}, split {split}\n"]
+    tables = {
+        "table1_report_generation": (_table(text_rows, TEXT_KEYS), "Table 1. Report generation"),
+        "table2_clinical_efficacy": (
+            _table(ce_rows, CE_KEYS),
+            "Table 2. Clinical efficacy (micro)",
+        ),
+        "table3_findings": (
+            _table(_task_rows(results, "findings"), FINDINGS_KEYS),
+            "Table 3. Findings (multi-label head)",
+        ),
+        "table4_acuity": (_table(_task_rows(results, "acuity"), ACUITY_KEYS), "Table 4. Acuity"),
+    }
+    for name, (df, title) in tables.items():
+        if not df.empty:
+            parts.append(_write_table(df, out, name, title))
+
+    verdicts = _beats_baselines(results, names)
+    if verdicts:
+        parts.append("### Against the baselines\n\n" + "\n".join(f"- {v}" for v in verdicts) + "\n")
+
+    ttests = _ttests(per_study, names, paired_t_test)
+    if not ttests.empty:
+        ttests.to_csv(out / "ttests.csv", index=False)
+        md = "### Paired t-tests against STL (per-study scores, averaged over seeds)\n\n"
+        md += ttests.to_markdown(index=False, floatfmt=".4g") + "\n"
+        (out / "ttests.md").write_text(md)
+        parts.append(md)
+
+    examples = _examples(per_study, n_examples)
+    if examples:
+        (out / "examples.md").write_text(examples)
+        parts.append(examples)
+    report = "\n".join(parts)
+    (out / "comparison.md").write_text(report)
+    summary = {
+        "presets": names,
+        "results": results,
+        "ttests": ttests.to_dict("records") if not ttests.empty else [],
+        "verdicts": verdicts,
+        "synthetic": bool(ds.metadata.get("synthetic")),
+        "markdown": report,
+    }
+    (out / "comparison.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return summary
+
+
+def _beats_baselines(results, names) -> list[str]:
+    """One line per (set-up, task): does it beat every baseline on the task's key score?"""
+    key = {"text": "bleu_4", "findings": "f1_macro", "acuity": "mae"}
+    lines = []
+    base_names = [n for n in results if n.startswith("baseline")]
+    for name in names:
+        for task, metric in key.items():
+            mine = [m[task][metric] for m in results[name] if m.get(task)]
+            if not mine:
+                continue
+            mean = float(np.mean(mine))
+            worse = []
+            for b in base_names:
+                theirs = results[b][0].get(task, {}).get(metric)
+                if theirs is None:
+                    continue
+                beaten = mean < theirs if metric in LOWER_IS_BETTER else mean > theirs
+                if not beaten:
+                    worse.append(f"{b} ({theirs:.3f})")
+            verdict = "beats all baselines" if not worse else "does NOT beat " + ", ".join(worse)
+            lines.append(f"{name} {task} {metric} {mean:.3f}: {verdict}")
+    return lines
+
+
+def _ttests(per_study, names, paired_t_test) -> pd.DataFrame:
+    rows = []
+    for task, score_names in TTEST_SCORES.items():
+        stl = STL_OF_TASK[task]
+        if stl not in per_study:
+            continue
+        base = _mean_over_seeds(per_study[stl])
+        for name in names:
+            if not name.startswith("mtl") or name not in per_study:
+                continue
+            other = _mean_over_seeds(per_study[name])
+            for score in score_names:
+                if score not in base or score not in other:
+                    continue
+                a = other[score].to_numpy(dtype="float64")
+                b = base[score].reindex(other.index).to_numpy(dtype="float64")
+                res = paired_t_test(a, b)
+                rows.append({"task": task, "set-up": name, "vs": stl, "score": score, **res})
+    return pd.DataFrame(rows)
+
+
+def _mean_over_seeds(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    numeric = [t.set_index("study_id").select_dtypes("number") for t in tables]
+    return sum(numeric) / len(numeric)
+
+
+def _examples(per_study, n) -> str:
+    texts = {name: ts[0] for name, ts in per_study.items() if "generated" in ts[0]}
+    if not texts:
+        return ""
+    first = next(iter(texts.values()))
+    lines = ["### Qualitative examples (seed 0)\n"]
+    for i in range(min(n, len(first))):
+        lines.append(f"**Study {first['study_id'].iloc[i]}**\n")
+        lines.append(f"- reference: {first['reference'].iloc[i]}")
+        for name, t in texts.items():
+            lines.append(f"- {name}: {t['generated'].iloc[i]}")
+        lines.append("")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,190 @@
+"""Evaluate a run on a split: generate reports, score every head, write metrics.json.
+
+Text metrics compare the generated text with the *full* reference report in the tokenizer's
+standard form (lower-case, punctuation as the tokenizer keeps it), not with the truncated
+training target, so a model is never credited for a reference cut to its own length limit.
+``[UNK]`` in a generated report never matches a reference word.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtl_report.decoding import DecodingConfig, ReportGenerator
+from mtl_report.run import Run
+from preprocessing.errors import DataError
+from preprocessing.io import PreparedDataset, load_prepared
+
+SPECIAL_WORDS = ("[START]", "[END]")
+
+
+def standardized_references(texts) -> list[str]:
+    """References in the tokenizer's standard form, without ``[START]``/``[END]``."""
+    import tensorflow as tf
+
+    from mtl_report.text import standardize_report
+
+    texts = ["" if not isinstance(t, str) else t for t in texts]
+    if not texts:
+        return []
+    out = standardize_report(tf.constant(texts)).numpy()
+    words = [s.decode("utf-8").split() for s in out]
+    return [" ".join(w for w in ws if w not in SPECIAL_WORDS) for ws in words]
+
+
+@dataclass
+class Predictions:
+    """Per-study outputs of a model on one split."""
+
+    study_ids: list[str]
+    generated: list[str] | None
+    acuity_cumulative: np.ndarray | None
+    findings_probs: np.ndarray | None
+
+
+def predict_split(
+    run: Run,
+    ds: PreparedDataset,
+    split: str,
+    decoding: DecodingConfig | None = None,
+    batch_size: int = 32,
+    cache_dir: Path | None = None,
+    model=None,
+    progress: bool = True,
+) -> Predictions:
+    """Run the model of ``run`` over ``split`` of ``ds`` (reports generated, not teacher-forced)."""
+    from mtl_report.inputs import make_dataset
+    from mtl_report.training import prepare_features
+
+    model = model or run.load_model()
+    tokenizer = run.tokenizer()
+    features = prepare_features(ds, run.model_config, cache_dir, progress=progress)
+    data = make_dataset(
+        ds,
+        split,
+        tokenizer=tokenizer,
+        batch_size=batch_size,
+        image_size=run.model_config.image_size,
+        features=features,
+        shuffle=False,
+    )
+    has_text = "report" in model.output
+    generator = (
+        ReportGenerator(model, tokenizer.start_id, tokenizer.end_id, decoding) if has_text else None
+    )
+    wanted = {k for k in model.input if k != "report_tokens"}
+    texts, acuity, findings = [], [], []
+    for x, _ in data:
+        x = {k: v for k, v in x.items() if k in wanted}
+        if generator is not None:
+            out = generator(x)
+            texts.extend(tokenizer.decode(out["tokens"]))
+        else:
+            out = {k: np.asarray(v) for k, v in model(x, training=False).items()}
+        if "acuity" in out:
+            acuity.append(out["acuity"])
+        if "findings" in out:
+            findings.append(out["findings"])
+    rec = ds.split(split)
+    return Predictions(
+        study_ids=rec["study_id"].tolist(),
+        generated=texts if has_text else None,
+        acuity_cumulative=np.concatenate(acuity) if acuity else None,
+        findings_probs=np.concatenate(findings) if findings else None,
+    )
+
+
+def score_predictions(
+    pred: Predictions,
+    records: pd.DataFrame,
+    finding_columns: list[str],
+    findings: list[str],
+    bertscore_model: str | None = None,
+    meteor: bool = True,
+) -> tuple[dict, pd.DataFrame]:
+    """``metrics.json`` content and a per-study table (predictions and per-study scores)."""
+    from mtl_report.metrics import (
+        acuity_metrics,
+        clinical_efficacy,
+        findings_head_metrics,
+        metrics_json,
+        text_metrics,
+    )
+    from preprocessing.cleaning import level_from_cumulative
+
+    table = pd.DataFrame({"study_id": pred.study_ids})
+    text = finding_metrics = acuity = None
+    if pred.generated is not None:
+        refs = standardized_references(records["report"].tolist())
+        scores = text_metrics(pred.generated, refs, bertscore_model=bertscore_model, meteor=meteor)
+        text = dict(scores.corpus)
+        ce = clinical_efficacy(pred.generated, refs, findings=findings)
+        text["clinical_efficacy"] = ce
+        table["reference"] = refs
+        table["generated"] = pred.generated
+        per = scores.per_study.reset_index(drop=True)
+        for col in per.columns:
+            table[col] = per[col].to_numpy()
+    if pred.findings_probs is not None:
+        y_true = records[finding_columns].to_numpy(dtype="float64")
+        finding_metrics = findings_head_metrics(y_true, pred.findings_probs)
+        for j, col in enumerate(finding_columns):
+            table[f"{col}_true"] = y_true[:, j]
+            table[f"{col}_prob"] = pred.findings_probs[:, j]
+        known = ~np.isnan(y_true)
+        hits = ((pred.findings_probs >= 0.5) == (y_true == 1)) & known
+        table["findings_accuracy"] = hits.sum(1) / np.maximum(known.sum(1), 1)
+    if pred.acuity_cumulative is not None:
+        levels = level_from_cumulative(pred.acuity_cumulative)
+        true = pd.to_numeric(records["acuity"], errors="coerce").to_numpy(dtype="float64")
+        acuity = acuity_metrics(true, levels)
+        table["acuity_true"] = true
+        table["acuity_pred"] = levels
+        table["acuity_abs_error"] = np.abs(levels - true)
+    metrics = metrics_json(text=text, findings=finding_metrics, acuity=acuity, n=len(records))
+    return metrics, table
+
+
+def evaluate(
+    run_dir: str | Path,
+    data: str | Path | PreparedDataset,
+    split: str = "test",
+    out: str | Path | None = None,
+    decoding: DecodingConfig | None = None,
+    bertscore_model: str | None = None,
+    batch_size: int = 32,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score a run on a split; writes ``metrics.json`` and ``predictions.csv``.
+
+    ``out`` is the metrics file (default ``RUN/metrics_<split>.json``); the predictions go
+    next to it.
+    """
+    run = Run.read(Path(run_dir))
+    ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
+    records = ds.split(split)
+    if records.empty:
+        raise DataError(f"{ds.root}: no studies in split {split!r}")
+    pred = predict_split(run, ds, split, decoding, batch_size, cache_dir, progress=progress)
+    metrics, table = score_predictions(
+        pred, records, ds.finding_columns, ds.findings, bertscore_model=bertscore_model
+    )
+    metrics["split"] = split
+    metrics["preset"] = run.info.get("preset")
+    metrics["synthetic"] = bool(ds.metadata.get("synthetic", False))
+    out = Path(out) if out else run.root / f"metrics_{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    table.to_csv(
+        out.with_name(
+            "predictions.csv" if out.name == "metrics.json" else f"predictions_{split}.csv"
+        ),
+        index=False,
+    )
+    return metrics

@@ -1,0 +1,16 @@
+"""Serialisable Keras layers of the Aksoy multi-task model."""
+
+from mtl_report.layers.cross_attention import CrossModalAttention
+from mtl_report.layers.heads import CumulativeOrdinalHead, MultiLabelHead
+from mtl_report.layers.report_decoder import ReportDecoder
+from mtl_report.layers.unified_data import UnifiedDataBlock
+from mtl_report.layers.visual_encoder import VisualEncoder
+
+__all__ = [
+    "CrossModalAttention",
+    "CumulativeOrdinalHead",
+    "MultiLabelHead",
+    "ReportDecoder",
+    "UnifiedDataBlock",
+    "VisualEncoder",
+]

@@ -1,0 +1,135 @@
+"""Report head: a transformer decoder over the shared encoder sequence."""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mtl_report")
+class ReportDecoder(keras.layers.Layer):
+    """Token + position embedding → ``num_layers`` transformer decoder blocks → vocabulary.
+
+    Each block (``keras_hub.layers.TransformerDecoder``) has causal + padding-masked
+    self-attention, cross-attention to the encoder output and a 2-layer feed-forward.
+
+    Call: ``token_ids`` ``(batch, T)`` int (0 = padding), ``memory`` ``(batch, L, d)`` →
+    logits ``(batch, T, vocab_size)`` float32.
+
+    :meth:`step` runs one position with key/value caches (self-attention over the prefix,
+    cross-attention over the memory computed once), so generation costs grow linearly with
+    the report length instead of quadratically.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_length: int,
+        hidden_dim: int,
+        num_heads: int,
+        intermediate_dim: int,
+        num_layers: int = 1,
+        dropout: float = 0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.token_embedding = keras.layers.Embedding(vocab_size, hidden_dim, name="tokens")
+        self.position_embedding = keras_hub.layers.PositionEmbedding(max_length, name="positions")
+        self.embedding_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")
+        self.blocks = [
+            keras_hub.layers.TransformerDecoder(
+                intermediate_dim, num_heads, dropout=dropout, name=f"decoder_{i}"
+            )
+            for i in range(num_layers)
+        ]
+        self.logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+
+    def build(self, token_ids_shape, memory_shape=None):
+        seq_shape = (*token_ids_shape, self.hidden_dim)
+        self.token_embedding.build(token_ids_shape)
+        self.position_embedding.build(seq_shape)
+        self.embedding_norm.build(seq_shape)
+        for block in self.blocks:
+            block.build(seq_shape, memory_shape)
+        self.logits.build(seq_shape)
+        self.built = True
+
+    @property
+    def key_dim(self) -> int:
+        return self.hidden_dim // self.num_heads
+
+    def _embed(self, token_ids, start_index=0):
+        x = self.token_embedding(token_ids)
+        x = x + self.position_embedding(x, start_index=start_index)
+        return self.embedding_norm(x)
+
+    def call(self, token_ids, memory, training=None):
+        padding = ops.not_equal(token_ids, 0)
+        x = self._embed(token_ids)
+        for block in self.blocks:
+            x = block(x, memory, decoder_padding_mask=padding, training=training)
+        return self.logits(x)
+
+    # -- cached decoding -------------------------------------------------------------------
+    def init_cache(self, memory, max_steps: int):
+        """Empty self-attention caches and filled cross-attention caches for ``memory``.
+
+        Returns ``(self_cache, cross_cache)`` of shapes
+        ``(layers, batch, 2, max_steps, heads, key_dim)`` and
+        ``(layers, batch, 2, L, heads, key_dim)``.
+        """
+        batch = ops.shape(memory)[0]
+        self_cache = ops.zeros(
+            (self.num_layers, batch, 2, max_steps, self.num_heads, self.key_dim),
+            dtype=memory.dtype,
+        )
+        cross = []
+        for block in self.blocks:
+            attn = block._cross_attention_layer
+            key = attn._key_dense(memory)
+            value = attn._value_dense(memory)
+            cross.append(ops.stack([key, value], axis=1))
+        return self_cache, ops.stack(cross, axis=0)
+
+    def step(self, token_ids, memory, self_cache, cross_cache, index):
+        """Logits for the token at position ``index`` given the cached prefix.
+
+        ``token_ids`` ``(batch, 1)``; returns ``(logits (batch, vocab), self_cache)``.
+        """
+        x = self._embed(token_ids, start_index=index)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache, _ = block(
+                x,
+                memory,
+                self_attention_cache=self_cache[i],
+                self_attention_cache_update_index=index,
+                cross_attention_cache=cross_cache[i],
+                cross_attention_cache_update_index=None,
+            )
+            new_caches.append(layer_cache)
+        return self.logits(x)[:, 0, :], ops.stack(new_caches, axis=0)
+
+    def compute_output_shape(self, token_ids_shape, memory_shape=None):
+        return (*token_ids_shape, self.vocab_size)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocab_size=self.vocab_size,
+            max_length=self.max_length,
+            hidden_dim=self.hidden_dim,
+            num_heads=self.num_heads,
+            intermediate_dim=self.intermediate_dim,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+        )
+        return config

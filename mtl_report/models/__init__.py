@@ -1,0 +1,1 @@
+"""Model builders: the Aksoy multi-task model and the image backbone registry."""

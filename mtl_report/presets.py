@@ -1,0 +1,79 @@
+"""Training set-ups of the Aksoy et al. comparison, plus learned task weighting.
+
+=============  =====================  ==================================================
+preset         heads                  loss
+=============  =====================  ==================================================
+stl_text       report                 text
+stl_acuity     acuity                 acuity
+stl_findings   findings               findings
+mtl_eq         all three              1·text + 1·acuity + 1·findings
+mtl_tp         all three              1·text + 0.5·acuity + 0.25·findings (α > β > γ)
+mtl_uw         all three              Σ exp(-s_t)·L_t + s_t, s_t learned (Kendall 2018)
+=============  =====================  ==================================================
+
+MTL-TP ("task prioritisation") puts report generation first, as the paper does; the
+defaults halve the weight at each step down the priority list (α=1, β=0.5, γ=0.25). Change
+them with ``--alpha/--beta/--gamma``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mtl_report.config import ConfigError, ModelConfig, TrainConfig, check_consistent
+
+PRESETS: dict[str, dict] = {
+    "stl_text": {"tasks": ("text",), "alpha": 1.0, "beta": 0.0, "gamma": 0.0},
+    "stl_acuity": {"tasks": ("acuity",), "alpha": 0.0, "beta": 1.0, "gamma": 0.0},
+    "stl_findings": {"tasks": ("findings",), "alpha": 0.0, "beta": 0.0, "gamma": 1.0},
+    "mtl_eq": {"tasks": ("text", "acuity", "findings"), "alpha": 1.0, "beta": 1.0, "gamma": 1.0},
+    "mtl_tp": {
+        "tasks": ("text", "acuity", "findings"),
+        "alpha": 1.0,
+        "beta": 0.5,
+        "gamma": 0.25,
+    },
+    "mtl_uw": {
+        "tasks": ("text", "acuity", "findings"),
+        "alpha": 1.0,
+        "beta": 1.0,
+        "gamma": 1.0,
+        "uncertainty_weighting": True,
+    },
+}
+
+#: ``--presets stl`` in ``compare`` expands to the three single-task set-ups.
+ALIASES = {"stl": ("stl_text", "stl_acuity", "stl_findings")}
+
+
+def expand(names: str | list[str]) -> list[str]:
+    """``"stl,mtl_tp"`` → ``["stl_text", "stl_acuity", "stl_findings", "mtl_tp"]``."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: list[str] = []
+    for name in names:
+        for n in ALIASES.get(name, (name,)):
+            if n not in PRESETS:
+                raise ConfigError(f"unknown preset {n!r}; choose from {sorted(PRESETS)}")
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def get_preset(
+    name: str, model: ModelConfig | None = None, train: TrainConfig | None = None, **overrides
+) -> tuple[ModelConfig, TrainConfig]:
+    """Model and train configs of a preset; ``overrides`` (alpha, beta, gamma, ...) win.
+
+    Raises:
+        ConfigError: unknown preset, or overrides that contradict its heads.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    spec = dict(PRESETS[name])
+    tasks = spec.pop("tasks")
+    model = replace(model or ModelConfig(), tasks=tasks)
+    fields = {**spec, **{k: v for k, v in overrides.items() if v is not None}}
+    train = replace(train or TrainConfig(), preset=name, **fields)
+    check_consistent(model, train)
+    return model, train

@@ -1,0 +1,127 @@
+"""Run directories: everything needed to evaluate, resume or export a trained model.
+
+A run directory holds::
+
+    config.json          model + train config, preset, data reference, seeds, versions
+    vocabularies.json    ED-feature vocabularies (categories, complaint / ICD words)
+    cleaning.json        the dataset's fitted cleaning transform (vital scaling, categories)
+    backbone.weights.h5  the frozen backbone's weights (when features were cached)
+    tokenizer/           report tokenizer (vocabulary and settings)
+    model.keras          the trained model (best weights when early stopping restored them)
+    history.json/.csv    per-epoch losses (total and per task)
+    backup/              BackupAndRestore state while training (removed when done)
+    logs/                TensorBoard
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mtl_report.config import ModelConfig, TrainConfig
+from preprocessing.errors import DataError
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocabularies.json"
+MODEL_FILE = "model.keras"
+TOKENIZER_DIR = "tokenizer"
+CLEANING_FILE = "cleaning.json"
+BACKBONE_FILE = "backbone.weights.h5"
+
+
+def word_vocabulary(texts: Iterable[str], max_size: int, min_count: int = 1) -> list[str]:
+    """Most frequent words of normalised texts (ties broken alphabetically, deterministic)."""
+    counts = Counter(w for t in texts if isinstance(t, str) for w in t.split())
+    ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+    return ranked[:max_size]
+
+
+def feature_vocabularies(train: pd.DataFrame, cleaning: Mapping, max_words: int) -> dict:
+    """Vocabularies of the ED features, fitted on the train split only."""
+    categories = cleaning.get("categories", {})
+    return {
+        "gender": list(categories.get("gender", ["unknown"])),
+        "ethnicity": list(categories.get("ethnicity", ["unknown"])),
+        "chief_complaint": word_vocabulary(train["chief_complaint"], max_words),
+        "icd_title": word_vocabulary(train["icd_title"], max_words),
+    }
+
+
+@dataclass
+class Run:
+    """A loaded run directory."""
+
+    root: Path
+    model_config: ModelConfig
+    train_config: TrainConfig
+    info: dict
+    vocabularies: dict
+
+    @classmethod
+    def read(cls, root: Path) -> Run:
+        root = Path(root)
+        if not (root / CONFIG_FILE).is_file():
+            raise DataError(f"{root}: not a run directory ({CONFIG_FILE} missing)")
+        info = json.loads((root / CONFIG_FILE).read_text())
+        return cls(
+            root=root,
+            model_config=ModelConfig.from_dict(info["model"]),
+            train_config=TrainConfig.from_dict(info["train"]),
+            info=info,
+            vocabularies=json.loads((root / VOCAB_FILE).read_text()),
+        )
+
+    def tokenizer(self):
+        from mtl_report.text import ReportTokenizer
+
+        return ReportTokenizer.load(self.root / TOKENIZER_DIR)
+
+    @property
+    def cleaning(self) -> dict:
+        return json.loads((self.root / CLEANING_FILE).read_text())
+
+    def load_backbone(self):
+        """The frozen backbone the run was trained on (weights from the run directory)."""
+        from mtl_report.models.backbones import build_backbone
+
+        cfg = self.model_config
+        backbone = build_backbone(cfg.backbone, cfg.image_size, None)
+        path = self.root / BACKBONE_FILE
+        if not path.is_file():
+            raise DataError(f"{self.root}: {BACKBONE_FILE} missing (was the backbone fine-tuned?)")
+        backbone.load_weights(path)
+        return backbone
+
+    def load_model(self):
+        import keras
+
+        import mtl_report.models.aksoy  # noqa: F401 - registers the custom classes
+
+        path = self.root / MODEL_FILE
+        if not path.is_file():
+            raise DataError(f"{self.root}: no trained model ({MODEL_FILE} missing)")
+        return keras.models.load_model(path, compile=False)
+
+
+def write_run_config(root: Path, model_config: ModelConfig, train_config: TrainConfig, **info):
+    import keras
+    import tensorflow as tf
+
+    from mtl_report.version import __version__
+
+    data = {
+        "model": model_config.to_dict(),
+        "train": train_config.to_dict(),
+        "versions": {
+            "mtl_report": __version__,
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+        },
+        **info,
+    }
+    (Path(root) / CONFIG_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,25 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``<MTL_REPORT_SHARED>/data`` (default ``../shared`` beside the repository).
+
+    Tests on the real sample data are skipped where it is absent, except under CI
+    (``CI=true``), where a missing folder is a failure rather than a silent skip.
+    """
+    root = Path(os.environ.get("MTL_REPORT_SHARED", REPO_ROOT.parent / "shared")) / "data"
+    if not root.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"shared data not found at {root} (set MTL_REPORT_SHARED)")
+        pytest.skip(f"shared data not found at {root} (set MTL_REPORT_SHARED)")
+    return root

@@ -1,0 +1,157 @@
+"""The Aksoy multi-task model: builds per preset, trains, round-trips, fails clearly."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from model_helpers import FEATURE_SHAPE, VOCABS, batch
+
+from mtl_report.config import ConfigError, ModelConfig
+from mtl_report.models.aksoy import build_aksoy_model
+from mtl_report.presets import PRESETS, expand, get_preset
+
+SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
+
+
+def build(preset: str, **overrides):
+    model_config, train_config = get_preset(preset, SMALL, **overrides)
+    return build_aksoy_model(model_config, VOCABS, train_config, FEATURE_SHAPE)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_builds_its_heads_and_has_a_finite_loss(preset):
+    keras.utils.set_random_seed(0)
+    model = build(preset)
+    expected = {"text": "report", "acuity": "acuity", "findings": "findings"}
+    assert set(model.output) == {expected[t] for t in PRESETS[preset]["tasks"]}
+    x, y = batch(8, text="text" in model.tasks)
+    x = {k: v for k, v in x.items() if k in model.input}
+    y = {k: v for k, v in y.items() if k in model.output}
+    loss = model.compute_loss(x, y, model(x, training=False))
+    assert np.isfinite(float(loss)) and float(loss) > 0
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """An mtl_uw model (all heads, learned weights) after a few steps on one batch."""
+    keras.utils.set_random_seed(0)
+    model = build("mtl_uw")
+    x, y = batch(8)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    hist = model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=8, verbose=0, shuffle=False)
+    return model, before, hist.history, (x, y)
+
+
+def test_training_updates_weights_and_reduces_every_task_loss(trained):
+    model, before, history, _ = trained
+    assert all(np.isfinite(v) for v in history["loss"])
+    for task in model.tasks:
+        losses = history[f"{task}_loss"]
+        assert losses[-1] < losses[0], task
+    changed = sum(not np.allclose(a, w.numpy()) for a, w in zip(before, model.trainable_weights))
+    assert changed > len(before) // 2
+    weights = model.learned_task_weights()
+    assert set(weights) == set(model.tasks)
+    assert any(abs(w - 1.0) > 1e-4 for w in weights.values())  # the weights were learned
+
+
+def test_outputs_have_the_documented_shapes_and_ranges():
+    model = build("mtl_tp")
+    x, _ = batch(5)
+    out = model(x, training=False)
+    assert out["report"].shape == (5, 11, VOCABS["report_vocab_size"])
+    assert out["acuity"].shape == (5, 4) and out["findings"].shape == (5, 5)
+    for key in ("acuity", "findings"):
+        v = out[key].numpy()
+        assert ((v >= 0) & (v <= 1)).all()
+
+
+def test_saved_model_reloads_with_identical_outputs(trained, tmp_path):
+    model, _, _, (x, _) = trained
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.models.load_model(path, compile=False)
+    a, b = model(x, training=False), again(x, training=False)
+    for key in a:
+        np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+    assert again.uncertainty_weighting and again.tasks == model.tasks
+    assert again.learned_task_weights() == pytest.approx(model.learned_task_weights())
+
+
+def test_absent_modalities_are_masked_not_crashing():
+    """IU X-ray: no vitals, unknown categories, empty texts."""
+    model = build("mtl_eq")
+    x, _ = batch(3)
+    x["vitals"] = tf.fill((3, 6), float("nan"))
+    x["vitals_mask"] = tf.zeros((3, 6))
+    x["gender"] = tf.constant(["unknown"] * 3)
+    x["ethnicity"] = tf.constant([""] * 3)
+    x["chief_complaint"] = tf.constant(["", "zzz unseenword", ""])
+    x["icd_title"] = tf.constant([""] * 3)
+    out = model(x, training=False)
+    for v in out.values():
+        assert np.isfinite(v.numpy()).all()
+    _, mask = model.get_layer("unified_data")(
+        *(
+            x[k]
+            for k in (
+                "vitals",
+                "vitals_mask",
+                "gender",
+                "ethnicity",
+                "chief_complaint",
+                "icd_title",
+            )
+        )
+    )
+    assert mask.numpy().tolist() == [[True, False, False, False, False]] * 3
+
+
+def test_masked_targets_contribute_nothing():
+    model = build("stl_acuity")
+    x, y = batch(4, text=False)
+    x = {k: v for k, v in x.items() if k in model.input}
+    pred = model(x, training=False)
+    all_missing = {"acuity": tf.fill((4, 4), float("nan"))}
+    loss = model.compute_loss(x, all_missing, pred)
+    assert float(loss) == 0.0
+    half = y["acuity"].numpy()
+    half[:2] = np.nan
+    full_loss = float(model.compute_loss(x, {"acuity": tf.constant(half)}, pred))
+    only_known = float(
+        model.compute_loss(
+            {k: v[2:] for k, v in x.items()},
+            {"acuity": tf.constant(half[2:])},
+            {k: v[2:] for k, v in pred.items()},
+        )
+    )
+    assert full_loss == pytest.approx(only_known, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "message"),
+    [
+        ("stl_text", {"gamma": 0.5}, "findings"),
+        ("mtl_tp", {"beta": 0.0}, "acuity"),
+        ("nope", {}, "unknown preset"),
+    ],
+)
+def test_inconsistent_configs_fail_before_training(preset, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        get_preset(preset, SMALL, **overrides)
+
+
+def test_preset_aliases_expand():
+    assert expand("stl,mtl_tp") == ["stl_text", "stl_acuity", "stl_findings", "mtl_tp"]
+    with pytest.raises(ConfigError):
+        expand("stl,bogus")
+
+
+def test_model_config_validation():
+    with pytest.raises(ConfigError, match="divisible"):
+        ModelConfig(hidden_dim=10, num_heads=3)
+    with pytest.raises(ConfigError, match="tasks"):
+        ModelConfig(tasks=("poetry",))
