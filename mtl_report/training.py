@@ -27,9 +27,11 @@ from mtl_report.presets import get_preset
 from mtl_report.run import (
     BACKBONE_FILE,
     CLEANING_FILE,
+    CONFIG_FILE,
     MODEL_FILE,
     TOKENIZER_DIR,
     VOCAB_FILE,
+    Run,
     feature_vocabularies,
     write_run_config,
 )
@@ -148,12 +150,23 @@ def train(
     Returns:
         The run directory, history, trained model (best weights) and epochs run.
     """
+    run_dir = Path(out)
+    if resume and (run_dir / CONFIG_FILE).is_file():
+        # A resumed run continues with the configuration it was started with; flags given
+        # again are ignored, so a typo cannot change the architecture of a half-trained model.
+        saved = Run.read(run_dir)
+        preset, model_config, train_config = (
+            saved.info.get("preset", preset),
+            saved.model_config,
+            saved.train_config,
+        )
+        overrides = {}
+    # Configuration problems surface before any data is read or any training starts.
+    model_config, train_config = get_preset(preset, model_config, train_config, **overrides)
     ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
     if ds.kind != "report":
         raise DataError(f"{ds.root}: a {ds.kind} dataset cannot train the multi-task model")
-    model_config = replace(model_config or ModelConfig(), findings=tuple(ds.findings))
-    model_config, train_config = get_preset(preset, model_config, train_config, **overrides)
-    run_dir = Path(out)
+    model_config = replace(model_config, findings=tuple(ds.findings))
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
         if (run_dir / "backup").exists():
             raise DataError(f"{run_dir}: holds an interrupted run; pass --resume to continue it")

@@ -25,7 +25,7 @@ from preprocessing.cleaning import (
 )
 from preprocessing.cohort import CohortLog
 from preprocessing.schema import RECORD_COLUMNS, TEXT_FEATURES, VITALS, finding_columns
-from preprocessing.splits import DEFAULT_FRACTIONS, split_by_patient
+from preprocessing.splits import DEFAULT_FRACTIONS, fractions_for_rest, split_by_patient
 
 
 def with_record_columns(df: pd.DataFrame, findings: Sequence[str]) -> pd.DataFrame:
@@ -68,6 +68,7 @@ def finalise_records(
     seed: int = 0,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     split_all: str | None = None,
+    preset_split: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Split by patient, fit the cleaning transform on train, apply it.
 
@@ -75,16 +76,33 @@ def finalise_records(
         df: one row per study with the record columns (cleaned by :func:`clean_features`).
         split_all: put every study in this split (e.g. ``"test"`` for evaluation-only data);
             the transform is then fitted on all studies and ``cleaning.json`` says so.
+        preset_split: a split per study (aligned with ``df``) that studies keep where it is
+            given (e.g. R2Gen's train/val lists); the others are split by patient so that the
+            whole lands near ``fractions`` (:func:`~preprocessing.splits.fractions_for_rest`).
 
     Returns:
         The records with ``split`` and ``<vital>_scaled`` columns, and the fitted transform.
     """
-    df = df.sort_values("study_id", kind="stable").reset_index(drop=True)
+    preset = (
+        pd.Series(None, index=df.index, dtype=object)
+        if preset_split is None
+        else preset_split.reindex(df.index).astype(object)
+    )
+    df = df.assign(_preset=preset).sort_values("study_id", kind="stable").reset_index(drop=True)
+    split = df.pop("_preset")
     if split_all:
-        df["split"] = split_all
-    else:
+        split[:] = split_all
+    rest = split.isna()
+    if rest.any():
         abnormal = (df[finding_columns(config.findings)] == 1).any(axis=1).astype(int)
-        df["split"] = split_by_patient(df, fractions, seed=seed, stratify=abnormal)
+        rest_fractions = fractions
+        if not rest.all():
+            rest_fractions = fractions_for_rest(split[~rest], len(df), fractions)
+            log.info["fractions_of_unlisted_studies"] = [round(f, 4) for f in rest_fractions]
+        split[rest] = split_by_patient(
+            df[rest], rest_fractions, seed=seed, stratify=abnormal[rest]
+        )
+    df["split"] = split
     train = df[df["split"] == "train"]
     fitted_on = "train"
     if train.empty:

@@ -59,7 +59,7 @@ import numpy as np
 import pandas as pd
 
 from preprocessing.assemble import clean_features, finalise_records, with_record_columns
-from preprocessing.cleaning import CleaningConfig, apply_categories, fit_cleaning, scaled_vitals
+from preprocessing.cleaning import CleaningConfig
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
 from preprocessing.image_table import (
@@ -72,12 +72,10 @@ from preprocessing.io import atomic_dir, read_table, write_prepared
 from preprocessing.reports import clean_section
 from preprocessing.schema import (
     CHEXPERT_LABELS,
-    SPLITS,
     VITALS,
     finding_column,
     finding_columns,
 )
-from preprocessing.splits import DEFAULT_FRACTIONS, split_by_patient
 
 FINDINGS_MAP_FILE = Path(__file__).parent / "data" / "iu_findings_map.tsv"
 
@@ -388,59 +386,6 @@ def report_sections(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def fractions_for_rest(
-    preset: pd.Series, total: int, fractions: Sequence[float] = DEFAULT_FRACTIONS
-) -> list[float]:
-    """Split fractions for the studies without a preset split.
-
-    Each split gets what it lacks to reach its share of all ``total`` studies (never less
-    than nothing). R2Gen's split file lists 2,069 train and 296 val studies and no test
-    study; the plain 70/20/10 fractions would put only about 90 of the other studies in test,
-    so those fill val and test instead, and the whole lands near 70/20/10. When the preset
-    studies already fill every share, the plain fractions are used.
-    """
-    shares = np.asarray(fractions, dtype="float64")
-    shares = shares / shares.sum()
-    have = np.array([(preset == s).sum() for s in SPLITS], dtype="float64")
-    lack = np.clip(np.round(shares * total - have, 9), 0.0, None)
-    return (lack / lack.sum()).tolist() if lack.sum() > 0 else shares.tolist()
-
-
-def finalise_with_preset(
-    df: pd.DataFrame,
-    config: CleaningConfig,
-    log: CohortLog,
-    preset: pd.Series,
-    seed: int = 0,
-    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-) -> tuple[pd.DataFrame, dict]:
-    """:func:`preprocessing.assemble.finalise_records` with a fixed split for some studies.
-
-    Studies with a ``preset`` split keep it; the others are split by patient (stratified by
-    abnormal/normal) with :func:`fractions_for_rest`, so that the whole dataset ends up close
-    to ``fractions``. The cleaning transform is then fitted on the train split, as there.
-    """
-    df = df.assign(_preset=preset).sort_values("study_id", kind="stable").reset_index(drop=True)
-    split = df.pop("_preset").astype(object)
-    rest = split.isna()
-    if rest.any():
-        abnormal = (df[finding_columns(config.findings)] == 1).any(axis=1).astype(int)
-        rest_fractions = fractions_for_rest(split[~rest], len(df), fractions)
-        log.info["fractions_of_unlisted_studies"] = [round(f, 4) for f in rest_fractions]
-        split[rest] = split_by_patient(df[rest], rest_fractions, seed=seed, stratify=abnormal[rest])
-    df["split"] = split
-    train = df[df["split"] == "train"]
-    fitted_on = "train"
-    if train.empty:
-        train, fitted_on = df, "all studies (no train split)"
-    cleaning = fit_cleaning(train, config)
-    cleaning["fitted_on"] = fitted_on
-    df, unknown = apply_categories(df, cleaning["categories"])
-    log.count_values("categories outside the train vocabulary", unknown)
-    df = pd.concat([df, scaled_vitals(df, cleaning)], axis=1)
-    return df, cleaning
-
-
 def _progress(progress: Progress | None, what: str, total: int) -> Callable[[int], None] | None:
     return progress(what, total) if progress else None
 
@@ -568,7 +513,7 @@ def prepare_iu_xray(
             **{s: int((preset == s).sum()) for s in ("train", "val", "test")},
             "not_listed_split_by_patient": int(preset.isna().sum()),
         }
-        records, cleaning = finalise_with_preset(records, config, log, preset, seed=seed)
+        records, cleaning = finalise_records(records, config, log, seed=seed, preset_split=preset)
     else:
         records, cleaning = finalise_records(records, config, log, seed=seed, split_all=split_all)
     cleaning["findings_map"] = str(findings_map)

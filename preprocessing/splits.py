@@ -116,3 +116,21 @@ def split_by_patient(
         labels = np.searchsorted(bounds, midpoints, side="right")
         assignment.update(zip(perm.index, np.asarray(SPLITS)[labels]))
     return subj.map(assignment).rename("split")
+
+
+def fractions_for_rest(
+    preset: pd.Series, total: int, fractions: Sequence[float] = DEFAULT_FRACTIONS
+) -> list[float]:
+    """Split fractions for the studies without a preset split.
+
+    Each split gets what it lacks to reach its share of all ``total`` studies (never less
+    than nothing). R2Gen's split file lists 2,069 train and 296 val studies and no test
+    study; the plain 70/20/10 fractions would put only about 90 of the other studies in test,
+    so those fill val and test instead, and the whole lands near 70/20/10. When the preset
+    studies already fill every share, the plain fractions are used.
+    """
+    shares = np.asarray(fractions, dtype="float64")
+    shares = shares / shares.sum()
+    have = np.array([(preset == s).sum() for s in SPLITS], dtype="float64")
+    lack = np.clip(np.round(shares * total - have, 9), 0.0, None)
+    return (lack / lack.sum()).tolist() if lack.sum() > 0 else shares.tolist()

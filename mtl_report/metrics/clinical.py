@@ -68,12 +68,21 @@ def ce_from_labels(generated: pd.DataFrame, references: pd.DataFrame) -> dict[st
         p, r, f, _ = precision_recall_fscore_support(
             y_true, y_pred, average=average, zero_division=0
         )
-        out.update({f"precision_{average}": float(p), f"recall_{average}": float(r),
-                    f"f1_{average}": float(f)})
+        out.update(
+            {
+                f"precision_{average}": float(p),
+                f"recall_{average}": float(r),
+                f"f1_{average}": float(f),
+            }
+        )
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
     out["per_finding"] = {
-        col: {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]),
-              "support": int(s[k])}
+        col: {
+            "precision": float(p[k]),
+            "recall": float(r[k]),
+            "f1": float(f[k]),
+            "support": int(s[k]),
+        }
         for k, col in enumerate(references.columns)
     }
     out["n"] = len(references)
@@ -97,9 +106,7 @@ def clinical_efficacy(
     if isinstance(generated, str) or isinstance(references, str):
         raise TypeError("pass sequences of reports, not one string")
     if len(generated) != len(references):
-        raise ValueError(
-            f"got {len(generated)} generated reports but {len(references)} references"
-        )
+        raise ValueError(f"got {len(generated)} generated reports but {len(references)} references")
     if len(references) == 0:
         raise ValueError("clinical efficacy needs at least one report pair")
     gen = label_reports(generated, findings, mentions_path=mentions_path)
@@ -160,9 +167,14 @@ def findings_head_metrics(
     truth = np.where(known, t, 0).astype(int)
     k = t.shape[1]
     if names is None:
-        names = list(findings) if findings is not None else (
-            [finding_column(f) for f in DEFAULT_FINDINGS] if k == len(DEFAULT_FINDINGS)
-            else [f"finding_{j}" for j in range(k)]
+        names = (
+            list(findings)
+            if findings is not None
+            else (
+                [finding_column(f) for f in DEFAULT_FINDINGS]
+                if k == len(DEFAULT_FINDINGS)
+                else [f"finding_{j}" for j in range(k)]
+            )
         )
     if len(names) != k:
         raise ValueError(f"{len(names)} finding names for {k} columns")
@@ -171,8 +183,13 @@ def findings_head_metrics(
     for j, name in enumerate(names):
         col = known[:, j]
         pj, rj, fj = _prf(truth[col, j], pred[col, j], "binary")
-        per_finding[name] = {"precision": pj, "recall": rj, "f1": fj,
-                             "support": int(truth[col, j].sum()), "n": int(col.sum())}
+        per_finding[name] = {
+            "precision": pj,
+            "recall": rj,
+            "f1": fj,
+            "support": int(truth[col, j].sum()),
+            "n": int(col.sum()),
+        }
     n_known = int(known.sum())
     wrong = int((pred != truth)[known].sum())
     complete = known.all(axis=1)
@@ -202,10 +219,12 @@ def acuity_metrics(y_true_levels: Any, y_pred_levels: Any) -> dict[str, Any]:
         absolute and squared level error, share within one level; NaN values (n = 0) when
         no true level is known.
     """
-    t = pd.to_numeric(pd.Series(np.asarray(y_true_levels, dtype=object).ravel()),
-                      errors="coerce").to_numpy(float)
-    p = pd.to_numeric(pd.Series(np.asarray(y_pred_levels, dtype=object).ravel()),
-                      errors="coerce").to_numpy(float)
+    t = pd.to_numeric(
+        pd.Series(np.asarray(y_true_levels, dtype=object).ravel()), errors="coerce"
+    ).to_numpy(float)
+    p = pd.to_numeric(
+        pd.Series(np.asarray(y_pred_levels, dtype=object).ravel()), errors="coerce"
+    ).to_numpy(float)
     if t.shape != p.shape:
         raise ValueError(f"{t.size} true levels but {p.size} predicted levels")
     known = ~np.isnan(t)

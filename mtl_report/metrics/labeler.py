@@ -12,7 +12,14 @@ implementation), on a blank English pipeline, so no spaCy model has to be downlo
 Each mention is positive (1), negated (0) or uncertain (-1); a report's label per finding is
 1 if any mention is positive, else -1 if any is uncertain, else 0 if any is negative, else
 NaN (not mentioned) -- the CheXpert aggregation. Negation beats uncertainty within a mention
-("no definite effusion, possibly atelectasis" -> effusion 0).
+("no definite effusion, possibly atelectasis" -> effusion 0). Besides NegEx's sentence-wide
+uncertainty cues ("may represent", "cannot exclude"), a mention next to an alternative
+("atelectasis or scarring", "effusion versus thickening") is uncertain, as in CheXpert.
+
+Known limit of NegEx (no parse): a negation cue reaches to the end of its sentence or to a
+termination cue ("but", "with", ";"), so "no acute disease, cardiomegaly is stable" negates
+cardiomegaly. Such sentences are rare in reports; lists ("no effusion, pneumothorax or
+consolidation"), which need the long scope, are everywhere.
 
 Two choices of this vocabulary, both editable in the JSON file:
 
@@ -116,8 +123,9 @@ def _token_pattern(phrase: str, tokenizer: Any, wildcard: dict[str, Any]) -> lis
     return pattern
 
 
-def _ruler_patterns(phrase: str, label: str, kind: str, tokenizer: Any,
-                    wildcard: dict[str, Any]) -> list[dict[str, Any]]:
+def _ruler_patterns(
+    phrase: str, label: str, kind: str, tokenizer: Any, wildcard: dict[str, Any]
+) -> list[dict[str, Any]]:
     """EntityRuler patterns of one vocabulary phrase (strings where possible: faster)."""
     if not phrase.split():
         raise ValueError("empty phrase in the findings vocabulary")
@@ -162,9 +170,7 @@ def build_pipeline(findings: tuple[str, ...] = DEFAULT_FINDINGS, mentions_path: 
 
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
-    ruler = nlp.add_pipe(
-        "entity_ruler", config={"validate": True, "phrase_matcher_attr": "LOWER"}
-    )
+    ruler = nlp.add_pipe("entity_ruler", config={"validate": True, "phrase_matcher_attr": "LOWER"})
     stop = sorted(set(vocab.get("wildcard_stop", [])) | set(_SENTENCE_END))
     wildcard = {"LOWER": {"NOT_IN": stop}, "OP": "*"}
     patterns = []
@@ -261,7 +267,9 @@ def _aggregate(values: list[float]) -> float:
 
 
 def _labelled_mentions(
-    texts: Sequence[str], findings: Sequence[str], mentions_path: str | Path | None,
+    texts: Sequence[str],
+    findings: Sequence[str],
+    mentions_path: str | Path | None,
     batch_size: int,
 ) -> Iterator[list[tuple[str, Any, float]]]:
     """Per report: ``(finding, entity, value)`` of each mention (excluded phrases dropped)."""
@@ -308,8 +316,7 @@ def label_reports(
         for name, _, value in mentions:
             found[name].append(value)
         rows.append([_aggregate(found[f]) for f in findings])
-    return pd.DataFrame(np.asarray(rows, dtype=float).reshape(-1, len(findings)),
-                        columns=columns)
+    return pd.DataFrame(np.asarray(rows, dtype=float).reshape(-1, len(findings)), columns=columns)
 
 
 def mention_table(

@@ -240,12 +240,14 @@ def _run_meteor(hyps: list[str], refs: list[str], timeout: float) -> tuple[float
             pass
 
     try:
-        score_lines = [f"SCORE ||| {_meteor_line(r)} ||| {_meteor_line(h)}"
-                       for h, r in zip(hyps, refs)]
+        score_lines = [
+            f"SCORE ||| {_meteor_line(r)} ||| {_meteor_line(h)}" for h, r in zip(hyps, refs)
+        ]
         threading.Thread(target=write, args=(score_lines,), daemon=True).start()
         stats = _read_lines(out, len(hyps), deadline)
-        threading.Thread(target=write, args=(["EVAL ||| " + " ||| ".join(stats)],),
-                         daemon=True).start()
+        threading.Thread(
+            target=write, args=(["EVAL ||| " + " ||| ".join(stats)],), daemon=True
+        ).start()
         values = _read_lines(out, len(hyps) + 1, deadline)
         scores = np.asarray([float(v) for v in values[:-1]], float)
         return float(values[-1]), scores
@@ -457,13 +459,15 @@ def text_metrics(
     per_study["meteor"] = np.nan
     per_study["bertscore_f1"] = np.nan
     if meteor:
-        corpus["meteor"], each = meteor_score(
-            hyps, refs, timeout=meteor_timeout, normalize=False
-        )
+        corpus["meteor"], each = meteor_score(hyps, refs, timeout=meteor_timeout, normalize=False)
         if each is not None:
             per_study["meteor"] = each
     corpus["bertscore_f1"], each = bertscore(
-        hyps, refs, bertscore_model, num_layers=bertscore_layers, device=device,
+        hyps,
+        refs,
+        bertscore_model,
+        num_layers=bertscore_layers,
+        device=device,
         normalize=False,
     )
     if each is not None:

@@ -41,8 +41,15 @@ def paired_t_test(a: Any, b: Any, confidence: float = 0.95) -> dict[str, Any]:
     x, y = x[keep], y[keep]
     n = int(x.size)
     nan = float("nan")
-    out: dict[str, Any] = {"statistic": nan, "p_value": nan, "mean_difference": nan,
-                           "ci_low": nan, "ci_high": nan, "n": n, "reason": None}
+    out: dict[str, Any] = {
+        "statistic": nan,
+        "p_value": nan,
+        "mean_difference": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "n": n,
+        "reason": None,
+    }
     if n:
         out["mean_difference"] = float(np.mean(x - y))
     if n < 2:
@@ -50,13 +57,20 @@ def paired_t_test(a: Any, b: Any, confidence: float = 0.95) -> dict[str, Any]:
         return out
     diff = x - y
     if np.allclose(diff, diff[0], rtol=0.0, atol=1e-12):
-        out.update(ci_low=float(diff[0]), ci_high=float(diff[0]),
-                   reason="all differences are equal (zero variance): t is undefined")
+        out.update(
+            ci_low=float(diff[0]),
+            ci_high=float(diff[0]),
+            reason="all differences are equal (zero variance): t is undefined",
+        )
         return out
     res = stats.ttest_rel(x, y)
     ci = res.confidence_interval(confidence_level=confidence)
-    out.update(statistic=float(res.statistic), p_value=float(res.pvalue),
-               ci_low=float(ci.low), ci_high=float(ci.high))
+    out.update(
+        statistic=float(res.statistic),
+        p_value=float(res.pvalue),
+        ci_low=float(ci.low),
+        ci_high=float(ci.high),
+    )
     return out
 
 
@@ -110,6 +124,13 @@ def mean_std_table(results: Sequence[Mapping[str, Any]], digits: int = 3) -> pd.
         values = values[~np.isnan(values)]
         mean = float(values.mean()) if values.size else float("nan")
         std = float(values.std(ddof=1)) if values.size > 1 else float("nan")
-        rows.append({"metric": name, "mean": mean, "std": std, "n": int(values.size),
-                     "mean_std": _format(mean, std, digits)})
+        rows.append(
+            {
+                "metric": name,
+                "mean": mean,
+                "std": std,
+                "n": int(values.size),
+                "mean_std": _format(mean, std, digits),
+            }
+        )
     return pd.DataFrame(rows).set_index("metric")

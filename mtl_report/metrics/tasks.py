@@ -100,6 +100,7 @@ def write_metrics_json(metrics: Mapping[str, Any], path: str | Path) -> Path:
     """Write ``metrics`` as strict, indented JSON (NaN -> null). Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     return path

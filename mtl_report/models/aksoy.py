@@ -185,6 +185,32 @@ class AksoyModel(keras.Model):
         values = ops.convert_to_numpy(ops.exp(-self.log_variances))
         return {t: float(v) for t, v in zip(self.tasks, values)}
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build optimizer state under a distribution strategy without averaging inputs.
+
+        Keras builds the training state from one batch and, under ``MirroredStrategy``,
+        first averages that batch over replicas: impossible for the string inputs (gender,
+        complaint, ...). This model is fully built at construction, so the first replica's
+        batch serves as well.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        import tensorflow as tf
+
+        for _, _, it in iterator:
+            batch = next(it)
+            data_batch = tf.nest.map_structure(
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                batch,
+            )
+            break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
+
     # -- serialisation ---------------------------------------------------------------------
     def get_config(self):
         return {

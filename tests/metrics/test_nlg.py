@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import numpy as np
 import pandas as pd
@@ -40,10 +41,14 @@ def iu_pairs(iu_reports: pd.DataFrame) -> tuple[list[str], list[str]]:
         ),
         ("Normal chest x-XXXX.", "normal chest x xxxx ."),
         ("A 1.5 cm nodule... Patient's lungs: clear", "a 1.5 cm nodule . patients lungs clear ."),
-        ("[START] the heart is normal . no [DEID] effusion [END]",
-         "the heart is normal . no xxxx effusion ."),
-        ("Lungs are clear bilaterally.There is no\neffusion", "lungs are clear bilaterally . "
-         "there is no effusion ."),
+        (
+            "[START] the heart is normal . no [DEID] effusion [END]",
+            "the heart is normal . no xxxx effusion .",
+        ),
+        (
+            "Lungs are clear bilaterally.There is no\neffusion",
+            "lungs are clear bilaterally . there is no effusion .",
+        ),
         ("", ""),
         (None, ""),
         ("...", ""),
@@ -134,6 +139,19 @@ def test_meteor_on_real_sentences(iu_pairs):
     assert each[0] == pytest.approx(1.0, abs=1e-6)
     assert each[1] == 0.0
     assert ((each >= 0) & (each <= 1)).all()
+
+
+@pytest.mark.parametrize(
+    ("script", "message"),
+    [("import time; time.sleep(60)", "in time"), ("pass", "ended early")],
+)
+def test_meteor_stalled_or_broken_jar_is_none_with_warning(monkeypatch, script, message):
+    # Stand-ins for a Meteor process that hangs or dies: never block, never raise.
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/usr/bin/java")
+    monkeypatch.setattr(nlg, "_METEOR_CMD", [sys.executable, "-c", script])
+    with pytest.warns(RuntimeWarning, match=message):
+        corpus, each = nlg.meteor_score(["a |||\n b"], ["a b"], timeout=2, normalize=False)
+    assert corpus is None and each is None
 
 
 def test_meteor_without_java_is_none_with_warning(monkeypatch):

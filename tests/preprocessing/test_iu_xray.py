@@ -19,13 +19,13 @@ from preprocessing.images import verify_images
 from preprocessing.io import load_prepared
 from preprocessing.iu_xray import (
     detect_layout,
-    fractions_for_rest,
     load_findings_map,
     mesh_findings,
     prepare_iu_xray,
     terms_of,
 )
 from preprocessing.schema import CHEXPERT_LABELS
+from preprocessing.splits import fractions_for_rest
 
 
 def _check(log, root: Path) -> pd.DataFrame:
