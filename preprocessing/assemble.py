@@ -99,9 +99,7 @@ def finalise_records(
         if not rest.all():
             rest_fractions = fractions_for_rest(split[~rest], len(df), fractions)
             log.info["fractions_of_unlisted_studies"] = [round(f, 4) for f in rest_fractions]
-        split[rest] = split_by_patient(
-            df[rest], rest_fractions, seed=seed, stratify=abnormal[rest]
-        )
+        split[rest] = split_by_patient(df[rest], rest_fractions, seed=seed, stratify=abnormal[rest])
     df["split"] = split
     train = df[df["split"] == "train"]
     fitted_on = "train"

@@ -380,12 +380,12 @@ def prepare_mimic(
         return read_reports(reports_root, studies, update)
 
     with atomic_dir(out) as tmp:
-        return _prepare_into(
+        return prepare_from_tables(
             tmp, out, tables, config, log, read_linked, cxr_root, progress, metadata or {}
         )
 
 
-def _prepare_into(
+def prepare_from_tables(
     tmp: Path,
     out: Path,
     tables: MimicTables,
@@ -396,6 +396,11 @@ def _prepare_into(
     progress,
     metadata: dict,
 ) -> CohortLog:
+    """Link, verify, subset, clean, split and write ``tables`` into ``tmp``.
+
+    The body of :func:`prepare_mimic`, shared with the synthetic generator so that both run
+    the very same code; ``out`` is the final directory (paths under it become relative).
+    """
     studies = link_mimic(tables, config, log, reports)
     paths = [
         str(image_path(cxr_root, s, st, d))

@@ -37,6 +37,7 @@ import queue
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -376,6 +377,7 @@ def bertscore(
     device: str | None = None,
     batch_size: int = 32,
     normalize: bool = True,
+    isolated: bool | None = None,
 ) -> tuple[float | None, np.ndarray | None]:
     """BERTScore F1 with a model from a local directory (never downloaded).
 
@@ -386,6 +388,8 @@ def bertscore(
         num_layers: representation layer; default from bert-score's table or the config.
         device: torch device (default cuda if available, else cpu).
         normalize: see :func:`coco_scores`.
+        isolated: score in a child process without TensorFlow (default: when TensorFlow
+            is loaded in this process; see :func:`_score_in_subprocess`).
 
     Returns:
         ``(mean F1, per-study F1 of shape (N,))``. Pairs where either text is empty score 0
@@ -414,11 +418,52 @@ def bertscore(
     f1 = np.zeros(len(hyps), dtype=float)
     keep = [i for i, (h, r) in enumerate(zip(hyps, refs)) if h and r]
     if keep:
-        with _offline():
-            scorer = _scorer(str(model_dir.resolve()), int(layers), device, int(batch_size))
-            _, _, f = scorer.score([hyps[i] for i in keep], [refs[i] for i in keep])
-        f1[keep] = f.detach().cpu().numpy().astype(float)
+        job = {
+            "model": str(model_dir.resolve()),
+            "num_layers": int(layers),
+            "device": device,
+            "batch_size": int(batch_size),
+            "hypotheses": [hyps[i] for i in keep],
+            "references": [refs[i] for i in keep],
+        }
+        isolate = isolated if isolated is not None else "tensorflow" in sys.modules
+        f1[keep] = _score_in_subprocess(job) if isolate else _score_here(job)
     return float(f1.mean()), f1
+
+
+def _score_here(job: dict) -> np.ndarray:
+    """BERTScore F1 per pair in this process (the scorer is cached across calls)."""
+    with _offline():
+        scorer = _scorer(job["model"], job["num_layers"], job["device"], job["batch_size"])
+        _, _, f = scorer.score(job["hypotheses"], job["references"])
+    return f.detach().cpu().numpy().astype(float)
+
+
+def _score_in_subprocess(job: dict, timeout: float = 1800.0) -> np.ndarray:
+    """BERTScore F1 per pair in a fresh interpreter that never imports TensorFlow.
+
+    Why: PyTorch (which bert-score needs) and TensorFlow in one process is fragile; with a
+    CUDA build of torch, transformers' import of ``torch._dynamo`` loads triton, which
+    crashes the interpreter (segmentation fault) once TensorFlow is loaded. A child process
+    costs a few seconds of start-up and removes the problem for every torch build.
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "mtl_report.metrics.bertscore_worker"],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"BERTScore worker timed out after {timeout:.0f} s") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no error output"]
+        raise RuntimeError(f"BERTScore worker failed (exit {proc.returncode}): {tail[0]}")
+    return np.asarray(json.loads(proc.stdout.strip().splitlines()[-1])["f1"], dtype=float)
 
 
 # --------------------------------------------------------------------------- entry point

