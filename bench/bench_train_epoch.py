@@ -103,9 +103,7 @@ def main() -> None:
                 "benchmark": "mtl_tp_epoch_on_cached_features",
                 "studies": args.studies,
                 "batch_size": args.batch_size,
-                "parameters_trainable": int(
-                    sum(np.prod(w.shape) for w in model.trainable_weights)
-                ),
+                "parameters_trainable": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
                 "seconds": {
                     "first_trace (not counted)": round(t_trace, 2),
                     "epoch_cached_features": round(t_epoch, 2),

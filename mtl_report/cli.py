@@ -250,6 +250,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args.out,
         presets=args.presets,
         seeds=args.seeds,
+        split=args.split,
         model_config=_model_config(args),
         bertscore_model=args.bertscore_model,
         cache_dir=args.cache_dir,
@@ -298,6 +299,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "ethnicity": args.ethnicity,
     }
     result = predictor.predict([str(args.image)], [study])[0]
+    if args.explain:
+        from mtl_report.explain import explain_image
+        from mtl_report.plots import plot_explanation
+
+        explanation = explain_image(args.run, args.image, study, predictor=predictor)
+        plot_explanation(explanation, path=args.explain)
+        print(f"Attention maps: {args.explain}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -312,21 +320,239 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from mtl_report.export import export_run
+
+    print(f"mtl-report export: tracing {args.run} for TF Serving ...", flush=True)
+    result = export_run(
+        args.run,
+        args.out,
+        version=args.version,
+        decoding=_decoding_config(args),
+        warmup_images=args.warmup_image or (),
+        model_name=args.model_name,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {result.path} (version {result.version}, {result.warmup_requests} warm-up requests)"
+    )
+    for name, sig in result.signatures.items():
+        print(f"  {name}: {', '.join(sig['inputs'])} -> {', '.join(sig['outputs'])}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# classify (RadGen three-class fusion classifier) and prepare synthetic-classes
+# --------------------------------------------------------------------------------------
+def cmd_prepare_synthetic_classes(args: argparse.Namespace) -> int:
+    from preprocessing.synthetic_classes import prepare_synthetic_classes
+
+    prepare_synthetic_classes(
+        args.out,
+        n_studies=args.studies,
+        seed=args.seed,
+        image_size=args.image_size,
+        progress=_progress_factory(not args.quiet),
+    )
+    _print_dataset(args.out)
+    return 0
+
+
+def _classify_configs(args: argparse.Namespace):
+    from mtl_report.classify import ClassifierTrainConfig, parse_unfreeze
+    from mtl_report.models.radgen import RadGenConfig
+
+    model = {"backbone": args.backbone, "image_size": args.image_size, "fusion": args.fusion}
+    if args.labels:
+        model["classes"] = tuple(c.strip() for c in args.labels.split(",") if c.strip())
+    if args.backbone_weights:
+        model["backbone_weights"] = args.backbone_weights
+    for key in ("hidden_dim", "num_heads", "intermediate_dim", "report_loss_weight"):
+        if getattr(args, key) is not None:
+            model[key] = getattr(args, key)
+    if args.mlp_units:
+        model["mlp_units"] = tuple(int(u) for u in args.mlp_units.split(","))
+    train = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "warmup_epochs": args.warmup_epochs,
+        "balance": args.balance,
+        "patience": args.patience,
+        "seed": args.seed,
+        "report_free": args.report_free,
+        "mixed_precision": args.mixed_precision,
+    }
+    if args.unfreeze:
+        train["unfreeze_schedule"] = parse_unfreeze(args.unfreeze)
+    if args.class_weights:
+        cw = args.class_weights
+        try:
+            train["class_weights"] = (
+                cw if cw in ("auto", "balanced") else tuple(float(w) for w in cw.split(","))
+            )
+        except ValueError:
+            raise CLIError(f"--class-weights {cw!r}: auto, balanced or numbers a,b,c") from None
+    try:
+        return RadGenConfig(**model), ClassifierTrainConfig(**train)
+    except (TypeError, ValueError) as exc:
+        from mtl_report.config import ConfigError
+
+        raise ConfigError(str(exc)) from None
+
+
+def _stage(message: str) -> None:
+    print(f"mtl-report classify: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from mtl_report import classify
+
+    verbose = 0 if args.quiet else 2
+    progress = None if args.quiet else _stage
+    if args.action == "evaluate":
+        if not args.run:
+            raise CLIError("classify evaluate needs --run RUN")
+        metrics = classify.evaluate_run(args.run, args.data, args.split, args.out)
+        print(json.dumps(classify._jsonable(metrics), indent=2))
+        return 0
+    if args.action == "export":
+        if not args.run or not args.out:
+            raise CLIError("classify export needs --run RUN and --out DIR")
+        print(classify.export_classifier(args.run, args.out))
+        return 0
+    if not args.out:
+        raise CLIError(f"classify {args.action} needs --out DIR")
+    model_config, train_config = _classify_configs(args)
+    if args.action == "train":
+        result = classify.train_classifier(
+            args.data, args.out, model_config, train_config, verbose=verbose
+        )
+        print(f"run: {result.run_dir} ({result.epochs_run} epochs)")
+        if result.metrics:
+            print(json.dumps(classify._jsonable(result.metrics["classification"]), indent=2))
+        return 0
+    if args.action == "cv":
+        result = classify.cross_validate(
+            args.data,
+            args.out,
+            model_config,
+            train_config,
+            folds=args.folds,
+            verbose=0,
+            progress=progress,
+            resume=args.resume,
+        )
+        for name, s in result["summary"].items():
+            print(f"{name:40s} {s['mean']:.3f} ± {s['std']:.3f}")
+        return 0
+    backbones = [b.strip() for b in args.image_backbones.split(",") if b.strip()]
+    variants = classify.default_variants(backbones, ablations=args.ablations)
+    if args.variants:
+        wanted = [v.strip() for v in args.variants.split(",")]
+        known = {v.name for v in variants}
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise CLIError(f"unknown variant(s) {unknown}; choose from {sorted(known)}")
+        variants = [v for v in variants if v.name in wanted]
+    table = classify.compare_variants(
+        args.data,
+        args.out,
+        model_config,
+        train_config,
+        variants=variants,
+        image_backbones=backbones,
+        folds=args.folds,
+        verbose=0,
+        progress=progress,
+        resume=args.resume,
+    )
+    print(table.fillna("").to_markdown(index=False))
+    return 0
+
+
+def _add_classify_parser(sub) -> None:
+    # Backbone and fusion names are checked by RadGenConfig (keeps --help free of Keras).
+    p = sub.add_parser(
+        "classify",
+        help="RadGen three-class image + report classifier (train/evaluate/cv/baselines)",
+        description="Normal / Pneumonia / TB (or any labels) from an image and its report "
+        "text: swappable backbone, gated cross-modal fusion, auxiliary report loss. "
+        "Actions: train (one run), evaluate (a run on a split), cv (patient-grouped "
+        "stratified K-fold, mean ± std), baselines (full model vs image-only, text-only, "
+        "early and late fusion; --ablations adds no-gate, no-report-loss, no-class-weights, "
+        "sampling), export (SavedModel, serving_default(image_bytes, report)).",
+    )
+    p.add_argument("action", choices=("train", "evaluate", "cv", "baselines", "export"))
+    p.add_argument("--data", type=Path, help="prepared classification dataset")
+    p.add_argument("--out", type=Path, help="run / output directory (metrics.json for evaluate)")
+    p.add_argument("--run", type=Path, help="run directory (evaluate, export)")
+    p.add_argument("--split", default="test", help="split to evaluate (test; 'all')")
+    p.add_argument(
+        "--backbone",
+        default="densenet121",
+        help="densenet121 (default), swin_base, swin_tiny, efficientnet_b0; small configs "
+        "for tests/CPU: densenet_micro, swin_micro",
+    )
+    p.add_argument("--backbone-weights", help="'imagenet' or a weights file (default: random)")
+    p.add_argument(
+        "--fusion",
+        default="gated",
+        choices=("gated", "average", "early", "image", "text"),
+        help="model variant (gated)",
+    )
+    p.add_argument("--image-size", type=int, default=224, help="image side (224)")
+    p.add_argument("--labels", help="class names in output order (default: the dataset's)")
+    p.add_argument("--epochs", type=int, default=50, help="max epochs (50)")
+    p.add_argument("--batch-size", type=int, default=16, help="batch size (16)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
+    p.add_argument("--warmup-epochs", type=float, default=3.0, help="linear warmup (3)")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience (10)")
+    p.add_argument("--balance", default="weights", choices=("weights", "sampling", "both", "none"))
+    p.add_argument("--class-weights", help="auto (8:1:3.2 / inverse freq.), balanced, or a,b,c")
+    p.add_argument("--unfreeze", help="EPOCH:FRACTION,... backbone unfreezing (0:0,2:0.25,5:1)")
+    p.add_argument("--report-free", action="store_true", help="ignore report text (image path)")
+    p.add_argument("--report-loss-weight", type=float, help="λ of the report loss (0.3)")
+    p.add_argument("--hidden-dim", type=int, help="fusion width (256)")
+    p.add_argument("--num-heads", type=int, help="attention heads (4)")
+    p.add_argument("--intermediate-dim", type=int, help="feed-forward width (512)")
+    p.add_argument("--mlp-units", help="classifier hidden layers (512,256,128)")
+    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16")
+    p.add_argument("--folds", type=int, default=5, help="CV folds (5; baselines: 0 = splits)")
+    p.add_argument("--image-backbones", default="densenet121,swin_base", help="image baselines")
+    p.add_argument("--ablations", action="store_true", help="baselines: add the ablations")
+    p.add_argument("--resume", action="store_true", help="cv/baselines: reuse finished runs")
+    p.add_argument("--variants", help="baselines: only these variants (comma-separated)")
+    p.add_argument("--seed", type=int, default=0, help="seed (0)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_classify)
+
+
 # --------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from preprocessing.synthetic import prepare_synthetic
+    from mtl_report.demo import DemoConfig, run_demo
 
-    data = Path(args.out) / "data"
-    print(f"mtl-report demo: preparing {args.studies} SYNTHETIC studies in {data}", flush=True)
-    prepare_synthetic(
-        data,
-        n_studies=args.studies,
+    config = DemoConfig(
+        studies=args.studies,
         seed=args.seed,
-        progress=_progress_factory(not args.quiet),
+        presets=args.presets,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        export=not args.no_export,
     )
-    _print_dataset(data)
+    summary = run_demo(
+        args.out,
+        config,
+        progress=_progress_factory(not args.quiet),
+        verbose=0 if args.quiet else "auto",
+    )
+    print(summary["markdown"])
+    print(f"Tables, t-tests and examples: {summary['compare']}")
+    if summary.get("export"):
+        print(f"SavedModel for TF Serving: {summary['export']}")
     return 0
 
 
@@ -435,6 +661,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_prepare(p)
     p.set_defaults(func=cmd_prepare_images)
 
+    p = prep_sub.add_parser(
+        "synthetic-classes",
+        help="three-class SYNTHETIC set (normal / pneumonia / tuberculosis) with reports",
+        description="Phantom X-rays with lobar consolidation (pneumonia) or an upper-lobe "
+        "cavitary/nodular pattern (TB), each with a report; classes 519 : 4202 : 1312 scaled "
+        "to --studies; written as a prepared classification dataset (marked synthetic).",
+    )
+    _add_common_prepare(p)
+    p.add_argument("--studies", type=int, default=600, help="number of studies (600)")
+    p.add_argument("--image-size", type=int, default=128, help="image side in pixels (128)")
+    p.set_defaults(func=cmd_prepare_synthetic_classes)
+
     p = sub.add_parser(
         "train",
         help="train a training set-up (preset) on a prepared dataset",
@@ -475,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--presets", default="stl,mtl_eq,mtl_tp,mtl_uw", help="comma-separated set-ups")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="(test)")
     p.add_argument("--bertscore-model", help="local model path for BERTScore")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_model_args(p)
@@ -498,19 +737,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="o2sat, heartrate, resprate, sbp, dbp, temperature (°F)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--explain",
+        type=Path,
+        metavar="PNG",
+        help="also save the attention maps (visual, image→ED data, per word) over the image",
+    )
     _add_decoding_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser(
+        "export",
+        help="SavedModel for TF Serving (DIR/<version>/)",
+        description=(
+            "Export a trained run as a TF Serving SavedModel: image decoding, ED-data "
+            "cleaning, the backbone, decoding and de-tokenisation all inside the graph."
+        ),
+    )
+    p.add_argument("--run", type=Path, required=True, help="run directory")
+    p.add_argument("--out", type=Path, required=True, help="model base path (TF Serving)")
+    p.add_argument("--version", type=int, help="version folder (default: next free number)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument(
+        "--warmup-image",
+        type=Path,
+        action="append",
+        help="image file for the warm-up requests (repeatable; default: generated images)",
+    )
+    p.add_argument("--model-name", default="mtl_report", help="TF Serving model name")
+    _add_decoding_args(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
         "demo",
         help="end-to-end run on SYNTHETIC data",
-        description="Generate synthetic MIMIC-shaped data, prepare it and print the cohort.",
+        description="Generate synthetic MIMIC-shaped data, prepare it with the real linkage, "
+        "train and compare STL / MTL-EQ / MTL-TP / MTL-UW against the baselines, print the "
+        "tables and export the MTL-TP model. A second run reuses what is there.",
     )
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
-    p.add_argument("--studies", type=int, default=2000, help="synthetic studies (2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed (0)")
+    p.add_argument("--studies", type=int, default=1200, help="synthetic studies (1200)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (0)")
+    p.add_argument("--presets", default="stl,mtl_eq,mtl_tp,mtl_uw", help="set-ups to compare")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per set-up (10)")
+    p.add_argument("--image-size", type=int, default=128, help="backbone input size (128)")
+    p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    _add_classify_parser(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ Writes into ``out``::
     table2_clinical_efficacy.md/.csv   P / R / F1 of findings mentioned in the reports
     table3_findings.md/.csv            findings head: P, R, F1 micro/macro, Hamming, exact match
     table4_acuity.md/.csv              acuity head: accuracy, MAE, MSE, within one level
+    table5_decoding.md/.csv            repetition and BLEU under greedy / blocking / beam
     ttests.md/.csv                     paired t-tests of each MTL set-up against STL
     examples.md                        reference vs each set-up, like the paper's Table 5
     comparison.json                    everything above as data
@@ -83,10 +84,14 @@ def compare(
     bertscore_model: str | None = None,
     cache_dir: str | Path | None = None,
     n_examples: int = 3,
+    decoding_study: bool = True,
     verbose: int | str = "auto",
     **overrides,
 ) -> dict:
     """Train every preset ``seeds`` times, evaluate on ``split``, write the tables.
+
+    ``decoding_study`` adds Table 5: repeated-trigram rate and BLEU of one text run under
+    greedy, greedy with trigram blocking and beam search (:mod:`mtl_report.decoding_study`).
 
     Returns the comparison as a dict (also ``out/comparison.json``).
     """
@@ -123,7 +128,12 @@ def compare(
             run = Run.read(run_dir)
             pred = predict_split(run, ds, split, cache_dir=cache_dir, model=model, progress=False)
             metrics, table = score_predictions(
-                pred, records, ds.finding_columns, ds.findings, bertscore_model=bertscore_model
+                pred,
+                records,
+                ds.finding_columns,
+                ds.findings,
+                bertscore_model=bertscore_model,
+                findings_threshold=run.findings_thresholds(),
             )
             (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
             table.to_csv(run_dir / f"predictions_{split}.csv", index=False)
@@ -152,7 +162,22 @@ def compare(
         results[label] = [metrics]
         per_study[label] = [table]
 
-    return _write_outputs(out, ds, names, results, per_study, n_examples, paired_t_test, split)
+    decoding = _decoding_table(out, ds, names, split, cache_dir) if decoding_study else None
+    return _write_outputs(
+        out, ds, names, results, per_study, n_examples, paired_t_test, split, decoding
+    )
+
+
+def _decoding_table(out: Path, ds, names, split, cache_dir) -> pd.DataFrame | None:
+    """Table 5: decoding settings of the first multi-task (else text) run, seed 0."""
+    from mtl_report.decoding_study import decoding_study
+
+    text_runs = [n for n in names if n.startswith("mtl")] + [n for n in names if n == "stl_text"]
+    if not text_runs:
+        return None
+    table = decoding_study(out / "runs" / f"{text_runs[0]}_seed0", ds, split, cache_dir=cache_dir)
+    table.attrs["run"] = text_runs[0]
+    return table
 
 
 def _task_rows(results, task):
@@ -163,7 +188,9 @@ def _task_rows(results, task):
     }
 
 
-def _write_outputs(out, ds, names, results, per_study, n_examples, paired_t_test, split) -> dict:
+def _write_outputs(
+    out, ds, names, results, per_study, n_examples, paired_t_test, split, decoding=None
+) -> dict:
     text_rows = _task_rows(results, "text")
     ce_rows = {
         n: [m["clinical_efficacy"] if m else None for m in ms] for n, ms in text_rows.items()
@@ -207,6 +234,16 @@ def _write_outputs(out, ds, names, results, per_study, n_examples, paired_t_test
         (out / "ttests.md").write_text(md)
         parts.append(md)
 
+    if decoding is not None:
+        decoding.to_csv(out / "table5_decoding.csv")
+        md = (
+            f"### Table 5. Decoding and repetition ({decoding.attrs.get('run')}, seed 0)\n\n"
+            + decoding.to_markdown(floatfmt=".3f")
+            + "\n"
+        )
+        (out / "table5_decoding.md").write_text(md)
+        parts.append(md)
+
     examples = _examples(per_study, n_examples)
     if examples:
         (out / "examples.md").write_text(examples)
@@ -218,10 +255,12 @@ def _write_outputs(out, ds, names, results, per_study, n_examples, paired_t_test
         "results": results,
         "ttests": ttests.to_dict("records") if not ttests.empty else [],
         "verdicts": verdicts,
+        "decoding": decoding.reset_index().to_dict("records") if decoding is not None else [],
         "synthetic": bool(ds.metadata.get("synthetic")),
         "markdown": report,
     }
     (out / "comparison.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    save_comparison_figures(out, summary)
     return summary
 
 
@@ -288,3 +327,23 @@ def _examples(per_study, n) -> str:
             lines.append(f"- {name}: {t['generated'].iloc[i]}")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def save_comparison_figures(out: Path, summary: dict) -> list[Path]:
+    """PNG figures next to the tables: ``comparison.png`` (bars, mean ± std over seeds)
+    and ``runs/<run>/learning_curves.png``. A plotting failure is logged, never fatal:
+    the tables are already written."""
+    import logging
+
+    from mtl_report import plots
+
+    written = []
+    try:
+        fig = plots.plot_comparison(summary["results"])
+        written.append(plots.save_figure(fig, out / "comparison.png"))
+        for history in sorted((out / "runs").glob("*/history.json")):
+            fig = plots.plot_learning_curves(history, title=history.parent.name)
+            written.append(plots.save_figure(fig, history.parent / "learning_curves.png"))
+    except Exception as exc:  # figures are a convenience beside the tables
+        logging.getLogger(__name__).warning("comparison figures not written: %s", exc)
+    return written

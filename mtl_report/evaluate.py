@@ -106,8 +106,13 @@ def score_predictions(
     findings: list[str],
     bertscore_model: str | None = None,
     meteor: bool = True,
+    findings_threshold: float | list[float] | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """``metrics.json`` content and a per-study table (predictions and per-study scores)."""
+    """``metrics.json`` content and a per-study table (predictions and per-study scores).
+
+    ``findings_threshold``: one cut-off or one per finding (a run's validation-tuned
+    cut-offs, :meth:`Run.findings_thresholds`); default 0.5.
+    """
     from mtl_report.metrics import (
         acuity_metrics,
         clinical_efficacy,
@@ -132,12 +137,18 @@ def score_predictions(
             table[col] = per[col].to_numpy()
     if pred.findings_probs is not None:
         y_true = records[finding_columns].to_numpy(dtype="float64")
-        finding_metrics = findings_head_metrics(y_true, pred.findings_probs)
+        cut = np.broadcast_to(
+            np.asarray(0.5 if findings_threshold is None else findings_threshold, float),
+            (len(finding_columns),),
+        )
+        finding_metrics = findings_head_metrics(
+            y_true, pred.findings_probs, threshold=cut, findings=finding_columns
+        )
         for j, col in enumerate(finding_columns):
             table[f"{col}_true"] = y_true[:, j]
             table[f"{col}_prob"] = pred.findings_probs[:, j]
         known = ~np.isnan(y_true)
-        hits = ((pred.findings_probs >= 0.5) == (y_true == 1)) & known
+        hits = ((pred.findings_probs >= cut) == (y_true == 1)) & known
         table["findings_accuracy"] = hits.sum(1) / np.maximum(known.sum(1), 1)
     if pred.acuity_cumulative is not None:
         levels = level_from_cumulative(pred.acuity_cumulative)
@@ -173,7 +184,12 @@ def evaluate(
         raise DataError(f"{ds.root}: no studies in split {split!r}")
     pred = predict_split(run, ds, split, decoding, batch_size, cache_dir, progress=progress)
     metrics, table = score_predictions(
-        pred, records, ds.finding_columns, ds.findings, bertscore_model=bertscore_model
+        pred,
+        records,
+        ds.finding_columns,
+        ds.findings,
+        bertscore_model=bertscore_model,
+        findings_threshold=run.findings_thresholds(),
     )
     metrics["split"] = split
     metrics["preset"] = run.info.get("preset")
@@ -187,4 +203,48 @@ def evaluate(
         ),
         index=False,
     )
+    save_evaluation_figures(out, table, ds.findings, ds.finding_columns)
     return metrics
+
+
+def save_evaluation_figures(
+    metrics_path: Path, table: pd.DataFrame, findings: list[str], finding_columns: list[str]
+) -> list[Path]:
+    """PNG figures next to ``metrics_path`` from the per-study table: ROC curves of the
+    findings head (``<stem>_findings_roc.png``) and the acuity confusion matrix
+    (``<stem>_acuity_confusion.png``). A plotting failure is logged, never fatal."""
+    import logging
+
+    from mtl_report import plots
+
+    stem = metrics_path.with_suffix("")
+    written = []
+    try:
+        true_cols = [f"{c}_true" for c in finding_columns]
+        prob_cols = [f"{c}_prob" for c in finding_columns]
+        if finding_columns and set(true_cols + prob_cols) <= set(table.columns):
+            fig = plots.plot_roc(
+                table[true_cols].to_numpy(dtype="float64"),
+                table[prob_cols].to_numpy(dtype="float64"),
+                findings,
+                title="Findings head: ROC per finding",
+            )
+            written.append(plots.save_figure(fig, f"{stem}_findings_roc.png"))
+        if {"acuity_true", "acuity_pred"} <= set(table.columns):
+            known = table["acuity_true"].notna()
+            true = table.loc[known, "acuity_true"].astype(int).to_numpy()
+            pred = table.loc[known, "acuity_pred"].astype(int).to_numpy()
+            levels = [1, 2, 3, 4, 5]
+            matrix = np.zeros((5, 5), dtype=int)
+            for t, p in zip(true, pred):
+                if t in levels and p in levels:
+                    matrix[t - 1, p - 1] += 1
+            fig = plots.plot_confusion(
+                matrix,
+                [f"level {lv}" for lv in levels],
+                title="Acuity (1 = most urgent)",
+            )
+            written.append(plots.save_figure(fig, f"{stem}_acuity_confusion.png"))
+    except Exception as exc:  # figures are a convenience beside the metrics
+        logging.getLogger(__name__).warning("evaluation figures not written: %s", exc)
+    return written

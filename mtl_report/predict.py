@@ -2,6 +2,11 @@
 
 Loads everything from the run directory (model, tokenizer, backbone weights, cleaning
 transform), so it needs neither the training data nor the feature cache.
+
+Preprocessing runs as graph functions shared with the SavedModel export
+(:func:`mtl_report.inputs.decode_image`, :func:`mtl_report.export.tabular_inputs_graph`,
+tested equal to the pandas path of training), so ``generate`` and TF Serving give the same
+reports, and a batch-1 call costs little more than the backbone's forward pass.
 """
 
 from __future__ import annotations
@@ -16,6 +21,31 @@ from mtl_report.decoding import DecodingConfig, ReportGenerator
 from mtl_report.run import Run
 
 FINDING_DEFAULT_THRESHOLD = 0.5
+
+
+def _number(value) -> float:
+    """A vital as float; None, NaN, inf and unparseable values are missing (NaN)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def raw_ed_tensors(studies: list[Mapping]) -> dict[str, tf.Tensor]:
+    """ED-data dicts → the raw ``(n,)`` tensors of the serving signature: the six vitals
+    float32 (missing → NaN) and the four strings (missing → ``""``)."""
+    from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, VITALS
+
+    out = {v: tf.constant([_number(s.get(v)) for s in studies], tf.float32) for v in VITALS}
+    for name in (*CATEGORICAL, *TEXT_FEATURES):
+        out[name] = tf.constant([_text(s.get(name)) for s in studies], tf.string)
+    return out
 
 
 class ReportPredictor:
@@ -35,21 +65,52 @@ class ReportPredictor:
             else None
         )
         self.findings = list(cfg.findings)
+        # Graph functions, not eager calls: an eager EfficientNet pass dispatches ~250 ops
+        # one by one from Python, which costs as much as the convolutions at batch 1.
+        self._features = (
+            tf.function(lambda x: self.backbone(x, training=False), reduce_retracing=True)
+            if self.backbone is not None
+            else None
+        )
+        self._heads = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        from mtl_report.export import tabular_inputs_graph
+        from mtl_report.inputs import decode_image
+
+        cleaning, size = self.cleaning, self.image_size
+        self._tabular = tf.function(
+            lambda raw: tabular_inputs_graph(raw, cleaning), reduce_retracing=True
+        )
+        self._decode = tf.function(
+            lambda contents: decode_image(contents, size),
+            input_signature=[tf.TensorSpec([], tf.string)],
+        )
 
     @classmethod
     def from_run(cls, run_dir: str | Path, decoding: DecodingConfig | None = None):
         return cls(Run.read(Path(run_dir)), decoding)
 
+    def load_image(self, path: str | Path) -> np.ndarray:
+        """As :func:`mtl_report.inputs.load_image` (same ops, same errors), traced once.
+
+        Raises:
+            DataError: naming the file when it is missing or cannot be decoded.
+        """
+        from preprocessing.errors import DataError
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: image file not found")
+        try:
+            return self._decode(tf.constant(path.read_bytes())).numpy()
+        except tf.errors.OpError as exc:
+            reason = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+            raise DataError(f"{path}: cannot decode image ({reason[:200]})") from None
+
     def model_inputs(self, images: np.ndarray, studies: list[Mapping]) -> dict:
         """Model inputs from pixel arrays ``(n, S, S, 3)`` in [0, 255] and ED data dicts."""
-        import pandas as pd
-
-        from mtl_report.inputs import tabular_inputs
-
-        tab = tabular_inputs(pd.DataFrame([dict(s) for s in studies]), self.cleaning)
-        x = {k: tf.constant(v) for k, v in tab.items()}
+        x = dict(self._tabular(raw_ed_tensors(list(studies))))
         if self.backbone is not None:
-            x["image_features"] = self.backbone(tf.constant(images, tf.float32), training=False)
+            x["image_features"] = self._features(tf.constant(images, tf.float32))
         else:
             x["image"] = tf.constant(images, tf.float32)
         return x
@@ -57,20 +118,19 @@ class ReportPredictor:
     def predict(self, image_paths: list[str], studies: list[Mapping] | None = None) -> list[dict]:
         """One dict per study: ``report``, ``acuity_level``, ``acuity_probs`` (5 levels),
         ``findings`` (name → probability)."""
-        from mtl_report.inputs import load_image
         from preprocessing.cleaning import level_from_cumulative, level_probabilities
 
         studies = studies or [{} for _ in image_paths]
         if len(studies) != len(image_paths):
             raise ValueError("one ED-data dict per image is needed")
-        images = np.stack([load_image(p, self.image_size) for p in image_paths])
+        images = np.stack([self.load_image(p) for p in image_paths])
         x = self.model_inputs(images, studies)
         if self.generator is not None:
             out = self.generator(x)
             texts = self.tokenizer.decode(out["tokens"])
         else:
             wanted = {k: v for k, v in x.items() if k in self.model.input}
-            out = {k: np.asarray(v) for k, v in self.model(wanted, training=False).items()}
+            out = {k: np.asarray(v) for k, v in self._heads(wanted).items()}
             texts = [None] * len(image_paths)
         results = []
         for i in range(len(image_paths)):

@@ -6,6 +6,7 @@ A run directory holds::
     vocabularies.json    ED-feature vocabularies (categories, complaint / ICD words)
     cleaning.json        the dataset's fitted cleaning transform (vital scaling, categories)
     backbone.weights.h5  the frozen backbone's weights (when features were cached)
+    thresholds.json      per-finding cut-offs chosen on the validation split (F1-optimal)
     tokenizer/           report tokenizer (vocabulary and settings)
     model.keras          the trained model (best weights when early stopping restored them)
     history.json/.csv    per-epoch losses (total and per task)
@@ -32,6 +33,7 @@ MODEL_FILE = "model.keras"
 TOKENIZER_DIR = "tokenizer"
 CLEANING_FILE = "cleaning.json"
 BACKBONE_FILE = "backbone.weights.h5"
+THRESHOLDS_FILE = "thresholds.json"
 
 
 def word_vocabulary(texts: Iterable[str], max_size: int, min_count: int = 1) -> list[str]:
@@ -84,6 +86,14 @@ class Run:
     @property
     def cleaning(self) -> dict:
         return json.loads((self.root / CLEANING_FILE).read_text())
+
+    def findings_thresholds(self) -> list[float] | None:
+        """Per-finding cut-offs chosen on the validation split (None: use 0.5)."""
+        path = self.root / THRESHOLDS_FILE
+        if not path.is_file():
+            return None
+        values = json.loads(path.read_text())["findings"]
+        return [float(values[f]) for f in self.model_config.findings]
 
     def load_backbone(self):
         """The frozen backbone the run was trained on (weights from the run directory)."""

@@ -29,6 +29,7 @@ from mtl_report.run import (
     CLEANING_FILE,
     CONFIG_FILE,
     MODEL_FILE,
+    THRESHOLDS_FILE,
     TOKENIZER_DIR,
     VOCAB_FILE,
     Run,
@@ -263,10 +264,32 @@ def train(
     # EarlyStopping restored the best weights; save the final model explicitly so the run
     # directory holds it even when no epoch improved on a checkpoint.
     model.save(run_dir / MODEL_FILE)
+    if val_data is not None and "findings" in model.output:
+        thresholds = tune_findings_thresholds(model, val_data, model_config.findings)
+        (run_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2) + "\n")
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     epochs_run = len(hist.get("loss", []))
     return TrainResult(run_dir=run_dir, history=hist, model=model, epochs_run=epochs_run)
+
+
+def tune_findings_thresholds(model: keras.Model, val_data, findings) -> dict:
+    """F1-optimal cut-off per finding on the validation split (see
+    :func:`mtl_report.metrics.clinical.best_f1_thresholds`), with the validation AUCs."""
+    from mtl_report.metrics.clinical import best_f1_thresholds
+
+    probs, truth = [], []
+    for x, y in val_data:
+        probs.append(np.asarray(model(x, training=False)["findings"], dtype="float64"))
+        truth.append(np.asarray(y["findings"], dtype="float64"))
+    y_prob, y_true = np.concatenate(probs), np.concatenate(truth)
+    cut = best_f1_thresholds(y_true, y_prob)
+    return {
+        "split": "val",
+        "rule": "max F1 over 0.05..0.95, ties to 0.5",
+        "findings": {name: float(c) for name, c in zip(findings, cut)},
+        "n": len(y_true),
+    }
 
 
 def numpy_batches(dataset: tf.data.Dataset):

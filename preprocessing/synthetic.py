@@ -461,7 +461,8 @@ _PLEURA = _bank(
     ("{Size} {side} pleural effusion{s} {is_are} present.", {EFF: 1}),
     ("{Size} {side} pleural effusion{s} with blunting of the costophrenic angle{s}.", {EFF: 1}),
     (
-        "Blunting of the {side} costophrenic angle{s} consistent with {a}{size} pleural effusion{s}.",
+        "Blunting of the {side} costophrenic angle{s} consistent with "
+        "{a}{size} pleural effusion{s}.",
         {EFF: 1},
     ),
     ("{Size} layering {side} pleural effusion{s}.", {EFF: 1}),

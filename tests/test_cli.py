@@ -17,11 +17,14 @@ COMMANDS = [
     ["prepare", "mimic"],
     ["prepare", "iu-xray"],
     ["prepare", "images"],
+    ["prepare", "synthetic-classes"],
     ["train"],
     ["evaluate"],
     ["compare"],
     ["generate"],
+    ["export"],
     ["demo"],
+    ["classify"],
 ]
 
 

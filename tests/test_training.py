@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from mtl_report.config import ModelConfig
+from mtl_report.run import Run
 
 SMALL = dict(image_size=64, hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=24)
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +68,12 @@ def test_run_directory_holds_everything_to_evaluate_elsewhere(trained_run):
     assert len(history["loss"]) == result.epochs_run == 3
     assert {"text_loss", "acuity_loss", "findings_loss", "val_loss"} <= set(history)
     assert history["text_loss"][-1] < history["text_loss"][0]
+    # Findings cut-offs were chosen on the validation split and are used by evaluation.
+    thresholds = json.loads((run / "thresholds.json").read_text())
+    assert thresholds["split"] == "val" and thresholds["n"] == 2
+    assert list(thresholds["findings"]) == list(Run.read(run).model_config.findings)
+    assert all(0.05 <= t <= 0.95 for t in thresholds["findings"].values())
+    assert Run.read(run).findings_thresholds() == list(thresholds["findings"].values())
 
 
 def test_evaluate_writes_the_metrics_contract(trained_run, iu_dataset, tmp_path):

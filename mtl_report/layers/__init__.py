@@ -1,16 +1,20 @@
 """Serialisable Keras layers of the Aksoy multi-task model."""
 
 from mtl_report.layers.cross_attention import CrossModalAttention
+from mtl_report.layers.gated_fusion import GatedCrossModalFusion
 from mtl_report.layers.heads import CumulativeOrdinalHead, MultiLabelHead
 from mtl_report.layers.report_decoder import ReportDecoder
+from mtl_report.layers.text_encoder import ReportTextEncoder
 from mtl_report.layers.unified_data import UnifiedDataBlock
 from mtl_report.layers.visual_encoder import VisualEncoder
 
 __all__ = [
     "CrossModalAttention",
     "CumulativeOrdinalHead",
+    "GatedCrossModalFusion",
     "MultiLabelHead",
     "ReportDecoder",
+    "ReportTextEncoder",
     "UnifiedDataBlock",
     "VisualEncoder",
 ]

@@ -102,16 +102,36 @@ class ReportDecoder(keras.layers.Layer):
     def step(self, token_ids, memory, self_cache, cross_cache, index):
         """Logits for the token at position ``index`` given the cached prefix.
 
-        ``token_ids`` ``(batch, 1)``; returns ``(logits (batch, vocab), self_cache)``.
+        ``token_ids`` ``(batch, 1)``; ``self_cache`` and ``cross_cache`` as from
+        :meth:`init_cache`; returns ``(logits (batch, vocab), self_cache)``.
+
+        The new key/value row is written into the cache here with a one-hot ``where``
+        rather than by ``CachedMultiHeadAttention``'s own update, which uses
+        ``XlaDynamicUpdateSlice``: that op needs XLA at run time, which a standard
+        TF Serving build does not enable, so an exported decoder would not load there.
+        The block then attends over the full cache with an explicit mask of the
+        positions ``<= index``, exactly what its causal mask would allow.
         """
         x = self._embed(token_ids, start_index=index)
+        max_steps = ops.shape(self_cache)[3]
+        positions = ops.arange(max_steps)
+        row = ops.equal(positions, index)[None, :, None, None]  # (1, S, 1, 1)
+        visible = ops.less_equal(positions, index)[None, None, :]  # (1, 1, S)
+        visible = ops.broadcast_to(visible, (ops.shape(x)[0], 1, max_steps))
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, layer_cache, _ = block(
+            attn = block._self_attention_layer
+            query_in = block._self_attention_layer_norm(x) if block.normalize_first else x
+            key = ops.where(row, attn._key_dense(query_in), self_cache[i][:, 0])
+            value = ops.where(row, attn._value_dense(query_in), self_cache[i][:, 1])
+            layer_cache = ops.stack([key, value], axis=1)
+            x, _, _ = block(
                 x,
                 memory,
-                self_attention_cache=self_cache[i],
-                self_attention_cache_update_index=index,
+                decoder_attention_mask=visible,
+                use_causal_mask=False,
+                self_attention_cache=layer_cache,
+                self_attention_cache_update_index=None,
                 cross_attention_cache=cross_cache[i],
                 cross_attention_cache_update_index=None,
             )

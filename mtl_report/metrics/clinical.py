@@ -142,12 +142,13 @@ def findings_head_metrics(
 
     Returns:
         ``precision``, ``recall``, ``f1_micro`` (micro over all known cells),
-        ``f1_macro`` (mean of per-finding F1), ``hamming_loss`` (wrong / known cells),
+        ``f1_macro`` (mean of per-finding F1), ``auc_macro`` (mean ROC AUC over findings
+        with both classes known: threshold-free), ``hamming_loss`` (wrong / known cells),
         ``exact_match`` (share of studies with all K targets known whose K predictions are
         all right; NaN when no study has all targets known), ``n_studies``,
-        ``n_exact_match_studies``, and ``per_finding`` {name: precision, recall, f1,
-        support (known positives), n (known)}. A study missing a label contributes nothing
-        for that finding. zero_division=0 throughout.
+        ``n_exact_match_studies``, and ``per_finding`` {name: precision, recall, f1, auc,
+        threshold, support (known positives), n (known)}. A study missing a label
+        contributes nothing for that finding. zero_division=0 throughout.
     """
     names = list(y_true.columns) if isinstance(y_true, pd.DataFrame) else None
     t = _as_matrix(y_true, "y_true")
@@ -187,6 +188,8 @@ def findings_head_metrics(
             "precision": pj,
             "recall": rj,
             "f1": fj,
+            "auc": _auc(truth[col, j], p[col, j]),
+            "threshold": float(thr[j]),
             "support": int(truth[col, j].sum()),
             "n": int(col.sum()),
         }
@@ -199,12 +202,63 @@ def findings_head_metrics(
         "recall": recall,
         "f1_micro": f1_micro,
         "f1_macro": float(np.mean([v["f1"] for v in per_finding.values()])) if k else 0.0,
+        "auc_macro": _nanmean([v["auc"] for v in per_finding.values()]),
         "hamming_loss": wrong / n_known if n_known else float("nan"),
         "exact_match": float(exact.mean()) if exact.size else float("nan"),
         "n_studies": int(t.shape[0]),
         "n_exact_match_studies": int(complete.sum()),
         "per_finding": per_finding,
     }
+
+
+def _auc(truth: np.ndarray, prob: np.ndarray) -> float:
+    """ROC AUC, NaN when only one class is known (undefined, not 0.5)."""
+    from sklearn.metrics import roc_auc_score
+
+    if truth.size == 0 or truth.min() == truth.max():
+        return float("nan")
+    return float(roc_auc_score(truth, prob))
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    vals = [v for v in values if not np.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def best_f1_thresholds(
+    y_true: Any, y_prob: Any, grid: Sequence[float] | None = None, default: float = 0.5
+) -> np.ndarray:
+    """Per-finding cut-offs that maximise F1 on held-out data (the validation split).
+
+    A small training set leaves the findings head under-confident for rare findings, so a
+    fixed 0.5 turns a model that ranks studies well (high AUC) into one that never says
+    "present". Cut-offs chosen on the validation split, and stored with the run, are the
+    usual remedy; they must never be chosen on the test split.
+
+    Args:
+        y_true: (N, K) 0/1 with NaN where unknown.
+        y_prob: (N, K) probabilities.
+        grid: candidate cut-offs (default 0.05, 0.10, ..., 0.95).
+        default: the cut-off of a finding without a known positive and negative.
+
+    Returns:
+        (K,) thresholds; ties go to the cut-off closest to ``default``.
+    """
+    t = _as_matrix(y_true, "y_true")
+    p = _as_matrix(y_prob, "y_prob")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true {t.shape} and y_prob {p.shape} differ in shape")
+    grid = np.asarray(grid if grid is not None else np.round(np.arange(0.05, 0.96, 0.05), 2))
+    order = np.argsort(np.abs(grid - default), kind="stable")
+    out = np.full(t.shape[1], float(default))
+    for j in range(t.shape[1]):
+        known = ~np.isnan(t[:, j])
+        truth = t[known, j].astype(int)
+        if truth.size == 0 or truth.min() == truth.max():
+            continue
+        scores = [_prf(truth, (p[known, j] >= g).astype(int), "binary")[2] for g in grid[order]]
+        out[j] = float(grid[order][int(np.argmax(scores))])
+    return out
 
 
 def acuity_metrics(y_true_levels: Any, y_pred_levels: Any) -> dict[str, Any]:

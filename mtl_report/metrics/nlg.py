@@ -377,7 +377,7 @@ def bertscore(
     device: str | None = None,
     batch_size: int = 32,
     normalize: bool = True,
-    isolated: bool | None = None,
+    isolated: bool = True,
 ) -> tuple[float | None, np.ndarray | None]:
     """BERTScore F1 with a model from a local directory (never downloaded).
 
@@ -388,8 +388,9 @@ def bertscore(
         num_layers: representation layer; default from bert-score's table or the config.
         device: torch device (default cuda if available, else cpu).
         normalize: see :func:`coco_scores`.
-        isolated: score in a child process without TensorFlow (default: when TensorFlow
-            is loaded in this process; see :func:`_score_in_subprocess`).
+        isolated: score in a child process that never imports TensorFlow (default; see
+            :func:`_score_in_subprocess`). ``False`` scores here, with a cached scorer:
+            only for processes that never load TensorFlow.
 
     Returns:
         ``(mean F1, per-study F1 of shape (N,))``. Pairs where either text is empty score 0
@@ -414,27 +415,28 @@ def bertscore(
             stacklevel=2,
         )
         return None, None
-    layers = num_layers if num_layers is not None else _default_num_layers(model_dir)
     f1 = np.zeros(len(hyps), dtype=float)
     keep = [i for i, (h, r) in enumerate(zip(hyps, refs)) if h and r]
     if keep:
         job = {
             "model": str(model_dir.resolve()),
-            "num_layers": int(layers),
+            "num_layers": None if num_layers is None else int(num_layers),
             "device": device,
             "batch_size": int(batch_size),
             "hypotheses": [hyps[i] for i in keep],
             "references": [refs[i] for i in keep],
         }
-        isolate = isolated if isolated is not None else "tensorflow" in sys.modules
-        f1[keep] = _score_in_subprocess(job) if isolate else _score_here(job)
+        f1[keep] = _score_in_subprocess(job) if isolated else _score_here(job)
     return float(f1.mean()), f1
 
 
 def _score_here(job: dict) -> np.ndarray:
     """BERTScore F1 per pair in this process (the scorer is cached across calls)."""
+    layers = job.get("num_layers")
+    if layers is None:  # resolved here: bert-score's table imports torch
+        layers = _default_num_layers(Path(job["model"]))
     with _offline():
-        scorer = _scorer(job["model"], job["num_layers"], job["device"], job["batch_size"])
+        scorer = _scorer(job["model"], int(layers), job.get("device"), job.get("batch_size", 32))
         _, _, f = scorer.score(job["hypotheses"], job["references"])
     return f.detach().cpu().numpy().astype(float)
 
@@ -520,7 +522,7 @@ def text_metrics(
     return TextMetrics(corpus=corpus, per_study=per_study[list(TEXT_METRIC_KEYS)])
 
 
-def repeated_ngram_rate(texts: Sequence[str], n: int = 3) -> float:
+def repeated_ngram_rate(texts: Sequence[str], n: int = 3, normalize: bool = True) -> float:
     """Mean share of a text's n-grams that repeat an earlier n-gram of the same text.
 
     Shows what no-repeat-n-gram blocking does to degenerate decoding ("no effusion . no
@@ -530,13 +532,17 @@ def repeated_ngram_rate(texts: Sequence[str], n: int = 3) -> float:
     Args:
         texts: N texts (N >= 1).
         n: n-gram order (>= 1).
+        normalize: tokens as the text metrics see them (default); ``False`` splits the
+            text on white space as it is, i.e. the generated tokens that no-repeat n-gram
+            blocking acts on (normalising first can merge ". ." into "." and so create
+            repeats that were not generated).
 
     Returns:
         float in [0, 1).
     """
     if n < 1:
         raise ValueError("n must be >= 1")
-    items = _as_texts(texts, "texts")
+    items = _as_texts(texts, "texts", normalize)
     if not items:
         raise ValueError("repeated_ngram_rate needs at least one text")
     rates = []

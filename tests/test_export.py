@@ -1,0 +1,580 @@
+"""SavedModel export for TF Serving: same answers as ``mtl-report generate``, REST requests
+as TF Serving feeds them, clean INVALID_ARGUMENT errors for bad requests.
+
+One tiny model is trained on synthetic studies and exported once per module; the exported
+model is then called on the real images of ../shared/data. TF Serving itself is not
+available here; :class:`ServingSession` does what it does with a SavedModel (TF1-style
+``LoadSavedModel`` into a session, feeds by the SignatureDef's tensor names, fetches its
+outputs), and :func:`rest_to_feeds` converts a REST ``predict`` body as its JSON layer does
+(``{"b64": ...}`` → bytes, numbers → the signature's dtype, type mismatches rejected).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from mtl_report.config import ModelConfig
+from mtl_report.export import (
+    PIXELS_SIGNATURE,
+    SERVING_DEFAULT,
+    WARMUP_FILE,
+    acuity_outputs_graph,
+    ethnicity_graph,
+    gender_graph,
+    normalise_text_graph,
+    prediction_log_bytes,
+    tabular_inputs_graph,
+)
+from preprocessing.schema import VITALS
+
+SMALL = dict(image_size=64, hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=24)
+STRINGS = ("gender", "ethnicity", "chief_complaint", "icd_title")
+
+#: ED data of the test requests: abbreviations, °C typed as °F, implausible and missing
+#: vitals, diastolic above systolic, unseen categories, punctuation and case.
+STUDIES = [
+    {
+        "o2sat": 97.0,
+        "heartrate": 88.0,
+        "resprate": 18.0,
+        "sbp": 128.0,
+        "dbp": 79.0,
+        "temperature": 98.4,
+        "gender": "F",
+        "ethnicity": "WHITE - RUSSIAN",
+        "chief_complaint": "SOB, CP..",
+        "icd_title": "Pneumonia, unspecified organism",
+    },
+    {
+        "o2sat": math.nan,
+        "heartrate": 112.0,
+        "resprate": 400.0,
+        "sbp": 90.0,
+        "dbp": 95.0,
+        "temperature": 38.6,
+        "gender": " male ",
+        "ethnicity": "",
+        "chief_complaint": "s/p Fall w/ head strike; n/v/d",
+        "icd_title": "",
+    },
+    {
+        "o2sat": 92.0,
+        "heartrate": math.nan,
+        "resprate": math.nan,
+        "sbp": math.nan,
+        "dbp": math.nan,
+        "temperature": math.nan,
+        "gender": "",
+        "ethnicity": "BLACK/AFRICAN AMERICAN",
+        "chief_complaint": "",
+        "icd_title": "CHF exacerbation (HTN)",
+    },
+]
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from mtl_report.training import train
+    from preprocessing.synthetic import prepare_synthetic
+
+    root = tmp_path_factory.mktemp("export")
+    prepare_synthetic(root / "data", n_studies=16, seed=0, image_size=96)
+    train(
+        root / "data",
+        root / "run",
+        "mtl_tp",
+        model_config=ModelConfig(**SMALL),
+        epochs=1,
+        batch_size=8,
+        jit_compile=False,  # an XLA-compiled train step costs more than this one epoch
+        verbose=0,
+    )
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    from mtl_report.export import export_run
+
+    base = tmp_path_factory.mktemp("serving") / "mtl_report"
+    result = export_run(run_dir, base)
+    return result
+
+
+@pytest.fixture(scope="module")
+def images(shared_data) -> list[Path]:
+    """Real X-rays of different sizes: IU X-ray (RGB JPEG) and a pneumonia image."""
+    iu = sorted((shared_data / "iu_xray_sample" / "images").glob("*"))[:2]
+    pneumonia = sorted((shared_data / "pneumonia_sample" / "images").glob("*"))[:1]
+    paths = [*iu, *pneumonia]
+    assert len(paths) == 3
+    return paths
+
+
+@pytest.fixture(scope="module")
+def session(exported):
+    return ServingSession(exported.path)
+
+
+def _request(paths, studies) -> dict[str, np.ndarray]:
+    """The serving_default tensors for image files + ED dicts (NaN = missing)."""
+    x = {"image_bytes": np.array([Path(p).read_bytes() for p in paths], object)}
+    for v in VITALS:
+        x[v] = np.array([s.get(v, math.nan) for s in studies], np.float32)
+    for s_ in STRINGS:
+        x[s_] = np.array([s.get(s_, "").encode() for s in studies], object)
+    return x
+
+
+class ServingSession:
+    """A SavedModel loaded as TF Serving loads it (C++ ``LoadSavedModel`` ≈ TF1 loader)."""
+
+    def __init__(self, export_dir: Path):
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(export_dir))
+        self.signatures = meta.signature_def
+
+    def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sig = self.signatures[signature]
+        unknown = set(feeds) - set(sig.inputs)
+        if unknown:  # TF Serving rejects names the signature does not have
+            raise tf.errors.InvalidArgumentError(None, None, f"unknown inputs {unknown}")
+        names = sorted(feeds)
+        outputs = sorted(sig.outputs)
+        call = self.session.make_callable(
+            [sig.outputs[k].name for k in outputs], [sig.inputs[k].name for k in names]
+        )
+        return dict(zip(outputs, call(*[feeds[k] for k in names])))
+
+
+def rest_to_feeds(body: str, signature_def) -> tuple[str, dict[str, np.ndarray]]:
+    """A REST ``predict`` body → (signature name, feeds), as TF Serving's JSON layer does.
+
+    Row (``instances``) or columnar (``inputs``) form; ``{"b64": ...}`` only for DT_STRING
+    inputs; numbers for float inputs (``NaN`` allowed); anything else is INVALID_ARGUMENT.
+    """
+    request = json.loads(body)
+    name = request.get("signature_name", SERVING_DEFAULT)
+    sig = signature_def[name]
+    if "instances" in request:
+        rows = request["instances"]
+        columns = {k: [row[k] for row in rows if k in row] for k in rows[0]}
+    else:
+        columns = request["inputs"]
+    feeds = {}
+    for key, values in columns.items():
+        if key not in sig.inputs:
+            raise tf.errors.InvalidArgumentError(None, None, f"unknown input {key!r}")
+        dtype = tf.dtypes.as_dtype(sig.inputs[key].dtype)
+
+        def convert(v, key=key, dtype=dtype):
+            if isinstance(v, list):
+                return [convert(u) for u in v]
+            if dtype == tf.string:
+                if isinstance(v, dict) and set(v) == {"b64"}:
+                    return base64.b64decode(v["b64"], validate=True)
+                if isinstance(v, str):
+                    return v.encode()
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                return float(v)
+            raise tf.errors.InvalidArgumentError(
+                None, None, f"JSON value {v!r} of {key!r} is not of expected type {dtype.name}"
+            )
+
+        array = np.array([convert(v) for v in values], object if dtype == tf.string else None)
+        feeds[key] = array if dtype == tf.string else array.astype(dtype.as_numpy_dtype)
+    return name, feeds
+
+
+# --------------------------------------------------------------------------------------
+# In-graph preprocessing = the pandas path
+# --------------------------------------------------------------------------------------
+def test_graph_text_normalisation_equals_the_pandas_path():
+    from preprocessing.cleaning import load_abbreviations, normalise_text
+
+    abbreviations = load_abbreviations()
+    texts = [
+        "SOB, CP..",
+        "s/p Fall",
+        "sob cp",
+        "CP,CP;cp",
+        "cp/sob",
+        "N/V/D x3 days",
+        "n/v",
+        "w/o cp",
+        "a fib w/ RVR",
+        "Chest pain!!!",
+        "Café  résumé_x",
+        "abd pain, r/o appy",
+        "h/a...dizzy",
+        "fx of L arm (s/p MVC)",
+        "Syncope/Collapse",
+        "ETOH\tintox\x02",
+        "copd exacerbation; chf",
+        "  ",
+        "",
+        "x" * 1200,
+        "word " * 300,
+    ]
+    expected = [
+        t if len(t) <= 1000 else t[:1000].rsplit(" ", 1)[0]
+        for t in normalise_text(pd.Series(texts), abbreviations)
+    ]
+    got = [t.decode() for t in normalise_text_graph(tf.constant(texts), abbreviations).numpy()]
+    assert got == expected
+    assert got[0] == "shortness of breath chest pain"
+
+
+def test_graph_categories_equal_the_pandas_path():
+    from preprocessing.cleaning import ethnicity_group, normalise_gender
+
+    values = ["F", "female", " m ", "W", "x", "", "MALE", "WHITE - RUSSIAN", "PORTUGUESE"]
+    values += ["BLACK/AFRICAN AMERICAN", "hispanic/latino - cuban", "Asian", "unknown", "white"]
+    genders = [g.decode() for g in gender_graph(tf.constant(values)).numpy()]
+    groups = [g.decode() for g in ethnicity_graph(tf.constant(values)).numpy()]
+    assert genders == normalise_gender(pd.Series(values)).tolist()
+    assert groups == ethnicity_group(pd.Series(values)).tolist()
+
+
+@pytest.mark.slow
+def test_graph_tabular_inputs_equal_tabular_inputs(run_dir):
+    from mtl_report.inputs import tabular_inputs
+    from mtl_report.run import Run
+
+    cleaning = Run.read(run_dir).cleaning
+    expected = tabular_inputs(pd.DataFrame(STUDIES), cleaning)
+    raw = {k: v for k, v in _request([], STUDIES).items() if k != "image_bytes"}
+    got = tabular_inputs_graph({k: tf.constant(v) for k, v in raw.items()}, cleaning)
+    np.testing.assert_array_equal(got["vitals"].numpy(), expected["vitals"])
+    np.testing.assert_array_equal(got["vitals_mask"].numpy(), expected["vitals_mask"])
+    assert expected["vitals_mask"][1].tolist() == [0, 1, 0, 0, 0, 1]  # 400/min, dbp > sbp
+    for key in STRINGS:
+        assert [t.decode() for t in got[key].numpy()] == list(expected[key]), key
+
+
+def test_acuity_outputs_equal_the_numpy_path():
+    from preprocessing.cleaning import level_from_cumulative, level_probabilities
+
+    cum = np.array([[0.9, 0.7, 0.2, 0.1], [0.3, 0.6, 0.55, 0.0], [1.0, 1.0, 1.0, 0.99]])
+    probs, level = acuity_outputs_graph(tf.constant(cum, tf.float32))
+    np.testing.assert_allclose(probs.numpy(), level_probabilities(cum.astype("float32")), atol=1e-7)
+    assert level.numpy().tolist() == level_from_cumulative(cum).tolist() == [3, 1, 5]
+
+
+@pytest.mark.slow
+# --------------------------------------------------------------------------------------
+# The export
+# --------------------------------------------------------------------------------------
+def test_export_layout_signatures_and_assets(exported):
+    from tensorflow.python.tools import saved_model_cli
+
+    path = exported.path
+    assert path.name == "1" and exported.version == 1
+    for name in ("saved_model.pb", "variables/variables.index", "assets/findings.txt"):
+        assert (path / name).is_file(), name
+    assert (path / "assets" / "findings.txt").read_text().split("\n")[:5] == [
+        "Atelectasis",
+        "Cardiomegaly",
+        "Pleural Effusion",
+        "Pneumothorax",
+        "Lung Opacity",
+    ]
+    # What `saved_model_cli show --dir PATH --all` prints for the signatures (without its
+    # last part, which loads the whole model again to list the tf.functions).
+    out = io.StringIO()
+    with redirect_stdout(out):
+        saved_model_cli._show_signature_def_map_keys(str(path), "serve")
+        for name in (SERVING_DEFAULT, PIXELS_SIGNATURE):
+            saved_model_cli._show_inputs_outputs(str(path), "serve", name)
+    shown = out.getvalue()
+    for text in (
+        'SignatureDef key: "serving_default"',
+        'SignatureDef key: "generate_from_pixels"',
+        "inputs['image_bytes']",
+        "inputs['image'] tensor_info",
+        "outputs['report']",
+        "outputs['acuity_level']",
+        "outputs['findings_probs']",
+        "inputs['temperature']",
+    ):
+        assert text in shown, text
+
+
+@pytest.mark.slow
+def test_exported_graph_has_no_ops_a_standard_tf_serving_lacks(exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((exported.path / "saved_model.pb").read_bytes())
+    graph = sm.meta_graphs[0].graph_def
+    ops = {n.op for n in graph.node}
+    for fn in graph.library.function:
+        ops |= {n.op for n in fn.node_def}
+        assert "_XlaMustCompile" not in fn.attr, fn.signature.name
+    # XLA-only ops need XLA at run time (off in TF Serving by default); Py*Func needs
+    # Python; file and print ops are what `saved_model_cli scan` flags.
+    forbidden = {o for o in ops if o.startswith("Xla") or "PyFunc" in o}
+    forbidden |= ops & {"ReadFile", "WriteFile", "PrintV2"}
+    assert not forbidden, forbidden
+    # Every op is a registered core TensorFlow op (no tensorflow-text, no custom kernels).
+    from tensorflow.python.framework import op_def_registry
+
+    assert {o for o in ops if op_def_registry.get(o) is None} == set()
+
+
+@pytest.mark.slow
+def test_warmup_requests_are_prediction_logs_for_both_signatures(exported, session):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+
+    records = list(
+        tf.data.TFRecordDataset(
+            str(exported.path / "assets.extra" / WARMUP_FILE)
+        ).as_numpy_iterator()
+    )
+    assert len(records) == exported.warmup_requests == 3
+    names = []
+    for record in records:
+        log = prediction_log_pb2.PredictionLog.FromString(record)
+        request = log.predict_log.request
+        names.append(request.model_spec.signature_name)
+        feeds = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        out = session.run(request.model_spec.signature_name, feeds)
+        assert len(out["report"]) == len(feeds["gender"])
+    assert names == [SERVING_DEFAULT, SERVING_DEFAULT, PIXELS_SIGNATURE]
+
+
+def test_hand_written_prediction_log_equals_the_proto_library(monkeypatch):
+    prediction_log_pb2 = pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+
+    inputs = {"image_bytes": np.array([b"\x89PNG"], object), "o2sat": np.array([97.0], "f4")}
+    with_library = prediction_log_bytes("m", "sig", inputs)
+    monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)  # import fails
+    by_hand = prediction_log_bytes("m", "sig", inputs)
+    assert prediction_log_pb2.PredictionLog.FromString(by_hand) == (
+        prediction_log_pb2.PredictionLog.FromString(with_library)
+    )
+
+
+_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    export_dir, request_file, out_file = sys.argv[1:]
+    request = np.load(request_file, allow_pickle=True)
+    model = tf.saved_model.load(export_dir)
+    results = {}
+    for name in ("serving_default", "generate_from_pixels"):
+        keys = [k for k in request.files if k.startswith(name + "/")]
+        if not keys:
+            continue
+        feeds = {k.split("/", 1)[1]: tf.constant(request[k]) for k in keys}
+        out = model.signatures[name](**feeds)
+        results[name] = {
+            k: (v.numpy().tolist() if v.dtype != tf.string else
+                [s.decode() for s in v.numpy()])
+            for k, v in out.items()
+        }
+    assert not any(m.startswith("mtl_report") for m in sys.modules), "imported mtl_report"
+    json.dump(results, open(out_file, "w"))
+    """
+)
+
+
+@pytest.mark.slow
+def test_savedmodel_in_a_fresh_process_equals_report_predictor(exported, run_dir, images, tmp_path):
+    from mtl_report.predict import ReportPredictor
+
+    # generate_from_pixels: a client that decoded a PNG itself (no JPEG DCT scaling, so
+    # the pixels are exactly what decode_image sees for the same file).
+    pixels = tf.io.decode_image(images[2].read_bytes(), channels=1, expand_animations=False)
+    pixels = tf.image.resize(pixels, [150, 120], antialias=True)
+    pixels = tf.cast(tf.round(pixels), tf.uint8)
+    png = tmp_path / "client.png"
+    png.write_bytes(tf.io.encode_png(pixels).numpy())
+    request = {f"{SERVING_DEFAULT}/{k}": v for k, v in _request(images, STUDIES).items()}
+    one = _request([png], STUDIES[:1])
+    one.pop("image_bytes")
+    one["image"] = tf.cast(pixels, tf.float32).numpy()[None]
+    request.update({f"{PIXELS_SIGNATURE}/{k}": v for k, v in one.items()})
+    np.savez(tmp_path / "request.npz", **request)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FRESH_PROCESS,
+            str(exported.path),
+            str(tmp_path / "request.npz"),
+            str(tmp_path / "out.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads((tmp_path / "out.json").read_text())
+
+    predictor = ReportPredictor.from_run(run_dir)
+    cases = [
+        (served[SERVING_DEFAULT], predictor.predict([str(p) for p in images], STUDIES)),
+        (served[PIXELS_SIGNATURE], predictor.predict([str(png)], STUDIES[:1])),
+    ]
+    for out, expected in cases:
+        assert len(out["report"]) == len(expected)
+        for i, exp in enumerate(expected):
+            assert out["report"][i] == exp["report"]
+            assert exp["report"]  # a report was generated
+            assert out["acuity_level"][i] == exp["acuity_level"]
+            np.testing.assert_allclose(out["acuity_probs"][i], exp["acuity_probs"], atol=1e-5)
+            np.testing.assert_allclose(
+                out["findings_probs"][i], list(exp["findings"].values()), atol=1e-5
+            )
+
+
+# --------------------------------------------------------------------------------------
+# REST requests and bad input
+# --------------------------------------------------------------------------------------
+def _rest_body(images, studies, columnar=False) -> str:
+    rows = []
+    for path, study in zip(images, studies):
+        row = {"image_bytes": {"b64": base64.b64encode(Path(path).read_bytes()).decode()}}
+        row.update({k: study[k] for k in (*VITALS, *STRINGS)})
+        rows.append(row)
+    if columnar:
+        body = {
+            "signature_name": SERVING_DEFAULT,
+            "inputs": {k: [r[k] for r in rows] for k in rows[0]},
+        }
+    else:
+        body = {"signature_name": SERVING_DEFAULT, "instances": rows}
+    return json.dumps(body)  # NaN is written as NaN, which TF Serving's parser accepts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columnar", [False, True], ids=["instances", "inputs"])
+def test_rest_predict_body_runs_as_tf_serving_feeds_it(session, images, columnar):
+    body = _rest_body(images, STUDIES, columnar)
+    assert '"b64"' in body
+    name, feeds = rest_to_feeds(body, session.signatures)
+    out = session.run(name, feeds)
+    assert out["report"].shape == (3,) and all(isinstance(r, bytes) for r in out["report"])
+    assert out["acuity_probs"].shape == (3, 5) and out["findings_probs"].shape == (3, 5)
+    np.testing.assert_allclose(out["acuity_probs"].sum(axis=1), 1.0, atol=1e-6)
+    assert set(out["acuity_level"].tolist()) <= {1, 2, 3, 4, 5}
+    assert out["acuity_level"].dtype == np.int32
+
+
+def _feeds(images, **changes):
+    feeds = _request(images, STUDIES[: len(images)])
+    feeds.update(changes)
+    return feeds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("undecodable", "Cannot decode image"),
+        ("truncated", "Cannot decode image"),
+        ("empty_image", "Cannot decode image"),
+        ("missing_input", "You must feed a value for placeholder"),
+        ("batch_mismatch", "has batch size"),
+        ("empty_batch", "empty batch"),
+        ("pixels_nan", "NaN or infinite"),
+        ("pixels_channels", "C in 1..4"),
+    ],
+)
+def test_malformed_requests_fail_with_invalid_argument(session, images, case, message):
+    signature = SERVING_DEFAULT
+    feeds = _feeds(images[:1])
+    jpeg = images[0].read_bytes()
+    if case == "undecodable":
+        feeds["image_bytes"] = np.array([b"this is not an image at all"], object)
+    elif case == "truncated":
+        feeds["image_bytes"] = np.array([jpeg[: len(jpeg) // 2]], object)
+    elif case == "empty_image":
+        feeds["image_bytes"] = np.array([b""], object)
+    elif case == "missing_input":
+        del feeds["temperature"]
+    elif case == "batch_mismatch":
+        feeds["gender"] = np.array([b"F", b"M"], object)
+    elif case == "empty_batch":
+        feeds = {k: v[:0] for k, v in feeds.items()}
+    else:
+        signature = PIXELS_SIGNATURE
+        feeds.pop("image_bytes")
+        image = np.full((1, 40, 30, 1), 120.0, np.float32)
+        if case == "pixels_nan":
+            image[0, 3, 4, 0] = np.nan
+        else:
+            image = np.full((1, 40, 30, 5), 120.0, np.float32)
+        feeds["image"] = image
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        session.run(signature, feeds)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"o2sat": "ninety-seven"},  # a string where the signature says float
+        {"image_bytes": 12345},  # a number where it says string
+        {"image_bytes": {"b64": "***not base64***"}},
+    ],
+)
+def test_wrong_json_types_are_rejected_as_tf_serving_does(session, images, change):
+    body = json.loads(_rest_body(images[:1], STUDIES[:1]))
+    body["instances"][0].update(change)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError)):
+        rest_to_feeds(json.dumps(body), session.signatures)
+
+
+@pytest.mark.slow
+def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images):
+    """stl_findings: no decoder, no acuity head → only ``findings_probs`` is served."""
+    import shutil
+
+    from mtl_report.export import ServingGraph
+    from mtl_report.models.aksoy import build_aksoy_model
+    from mtl_report.presets import get_preset
+    from mtl_report.run import Run
+
+    run = Run.read(run_dir)
+    stl = tmp_path / "stl"
+    shutil.copytree(run_dir, stl, ignore=shutil.ignore_patterns("logs"))
+    mc, tc = get_preset("stl_findings", run.model_config)
+    vocab = dict(run.vocabularies)
+    model = build_aksoy_model(
+        mc, vocab, tc, tuple(run.load_model().input["image_features"].shape[1:])
+    )
+    model.save(stl / "model.keras")
+    info = json.loads((stl / "config.json").read_text())
+    info["model"] = mc.to_dict()
+    (stl / "config.json").write_text(json.dumps(info))
+
+    graph = ServingGraph(Run.read(stl))
+    assert graph.outputs == ["findings_probs"]
+    feeds = {k: tf.constant(v) for k, v in _request(images[:2], STUDIES[:2]).items()}
+    out = graph.serve_bytes(feeds)
+    assert set(out) == {"findings_probs"} and out["findings_probs"].shape == (2, 5)
