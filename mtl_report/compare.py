@@ -28,7 +28,7 @@ import pandas as pd
 
 from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
-from mtl_report.evaluate import predict_split, score_predictions
+from mtl_report.evaluate import predict_split, score_predictions, score_run
 from mtl_report.presets import expand
 from mtl_report.run import Run
 from mtl_report.training import prepare_features, train
@@ -127,14 +127,7 @@ def compare(
                 ).model
             run = Run.read(run_dir)
             pred = predict_split(run, ds, split, cache_dir=cache_dir, model=model, progress=False)
-            metrics, table = score_predictions(
-                pred,
-                records,
-                ds.finding_columns,
-                ds.findings,
-                bertscore_model=bertscore_model,
-                findings_threshold=run.findings_thresholds(),
-            )
+            metrics, table = score_run(run, ds, split, pred, bertscore_model)
             (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
             table.to_csv(run_dir / f"predictions_{split}.csv", index=False)
             results.setdefault(name, []).append(metrics)
@@ -264,6 +257,14 @@ def _write_outputs(
     return summary
 
 
+def _number(value) -> float | None:
+    """A metric as float, or None when it is missing or NaN (no labels to score)."""
+    if value is None:
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value
+
+
 def _beats_baselines(results, names) -> list[str]:
     """One line per (set-up, task): does it beat every baseline on the task's key score?"""
     key = {"text": "bleu_4", "findings": "f1_macro", "acuity": "mae"}
@@ -271,13 +272,14 @@ def _beats_baselines(results, names) -> list[str]:
     base_names = [n for n in results if n.startswith("baseline")]
     for name in names:
         for task, metric in key.items():
-            mine = [m[task][metric] for m in results[name] if m.get(task)]
-            if not mine:
+            mine = [_number(m[task].get(metric)) for m in results[name] if m.get(task)]
+            mine = [v for v in mine if v is not None]
+            if not mine:  # the head exists but the split has no labels (IU X-ray acuity)
                 continue
             mean = float(np.mean(mine))
             worse = []
             for b in base_names:
-                theirs = results[b][0].get(task, {}).get(metric)
+                theirs = _number((results[b][0].get(task) or {}).get(metric))
                 if theirs is None:
                     continue
                 beaten = mean < theirs if metric in LOWER_IS_BETTER else mean > theirs

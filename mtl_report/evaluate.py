@@ -161,6 +161,21 @@ def score_predictions(
     return metrics, table
 
 
+def score_run(
+    run: Run, ds: PreparedDataset, split: str, pred: Predictions, bertscore_model=None
+) -> tuple[dict, pd.DataFrame]:
+    """:func:`score_predictions` of a run's predictions on ``split``, with the run's
+    validation-tuned findings cut-offs (``thresholds.json``)."""
+    return score_predictions(
+        pred,
+        ds.split(split),
+        ds.finding_columns,
+        ds.findings,
+        bertscore_model=bertscore_model,
+        findings_threshold=run.findings_thresholds(),
+    )
+
+
 def evaluate(
     run_dir: str | Path,
     data: str | Path | PreparedDataset,
@@ -183,14 +198,7 @@ def evaluate(
     if records.empty:
         raise DataError(f"{ds.root}: no studies in split {split!r}")
     pred = predict_split(run, ds, split, decoding, batch_size, cache_dir, progress=progress)
-    metrics, table = score_predictions(
-        pred,
-        records,
-        ds.finding_columns,
-        ds.findings,
-        bertscore_model=bertscore_model,
-        findings_threshold=run.findings_thresholds(),
-    )
+    metrics, table = score_run(run, ds, split, pred, bertscore_model)
     metrics["split"] = split
     metrics["preset"] = run.info.get("preset")
     metrics["synthetic"] = bool(ds.metadata.get("synthetic", False))

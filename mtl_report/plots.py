@@ -33,6 +33,7 @@ __all__ = [
     "plot_confusion",
     "plot_distributions",
     "plot_explanation",
+    "plot_gate_distribution",
     "plot_learning_curves",
     "plot_prevalence",
     "plot_region_token_attention",
@@ -465,6 +466,64 @@ def plot_confusion(
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_gate_distribution(
+    gate: Any,
+    labels: Any,
+    class_names: Sequence[str],
+    *,
+    title: str = "Gate value per class (image weight g)",
+    path: _PathLike | None = None,
+) -> Figure:
+    """The fusion gate's distribution per class: a box plot with every study as a dot.
+
+    The gated RadGen model mixes ``z = g·z_img + (1−g)·z_text``, so ``g`` near 1 means the
+    image decided and near 0 the report text did.
+
+    Args:
+        gate: ``(n,)`` gate values in [0, 1] (``(n, 1)`` is flattened).
+        labels: ``(n,)`` integer class indices (the true class of each study).
+        class_names: K names.
+        title: axes title.
+        path: PNG file to write.
+
+    Returns:
+        The figure: one box per class (x tick ``"<name> (n=…)"``, empty for a class with
+        no study), y label ``"gate g (1 = image only)"``, y limits [0, 1].
+    """
+    g = np.asarray(gate, dtype="float64").reshape(-1)
+    y = np.asarray(labels).reshape(-1).astype(int)
+    names = list(class_names)
+    if len(g) != len(y):
+        raise ValueError(f"{len(g)} gate values but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= len(names)):
+        raise ValueError(f"labels must be class indices in [0, {len(names)})")
+    groups = [g[y == k] for k in range(len(names))]
+    fig = _figure(1.8 + 1.1 * len(names), 3.8)
+    ax = fig.add_subplot()
+    positions = [k for k, v in enumerate(groups) if len(v)]
+    if positions:
+        ax.boxplot(
+            [groups[k] for k in positions],
+            positions=positions,
+            widths=0.5,
+            showfliers=False,
+            medianprops={"color": "black"},
+        )
+    rng = np.random.default_rng(0)
+    for k in positions:
+        jitter = rng.uniform(-0.12, 0.12, len(groups[k]))
+        ax.plot(k + jitter, groups[k], "o", color=f"C{k % 10}", alpha=0.6, markersize=4)
+    ax.axhline(0.5, linestyle=":", color="grey", linewidth=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n} (n={len(v)})" for n, v in zip(names, groups)])
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("gate g (1 = image only)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
     return _finish(fig, path)
 
 

@@ -17,7 +17,7 @@ from mtl_report.cli import main
 from mtl_report.demo import DemoConfig, run_demo
 
 TINY = DemoConfig(
-    studies=120, epochs=2, image_size=64, presets="stl,mtl_tp", batch_size=16, export=False
+    studies=100, epochs=1, image_size=64, presets="stl,mtl_tp", batch_size=16, export=False
 )
 
 

@@ -182,6 +182,29 @@ def test_confusion_matrix_annotated(tmp_path):
         plots.plot_confusion(m, names[:2])
 
 
+def test_gate_distribution_one_box_per_class(tmp_path):
+    gate = np.array([0.9, 0.8, 0.2, 0.3, 0.25, 0.6])
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    names = ["normal", "pneumonia", "tuberculosis"]
+    fig = plots.plot_gate_distribution(gate[:, None], labels, names, path=tmp_path / "g.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "normal (n=3)",
+        "pneumonia (n=3)",
+        "tuberculosis (n=0)",
+    ]
+    assert ax.get_ylabel() == "gate g (1 = image only)"
+    assert ax.get_ylim() == pytest.approx((-0.02, 1.02))
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert sorted(len(d.get_ydata()) for d in dots) == [3, 3]
+    assert _rendered(fig).std() > 0
+    _assert_png(tmp_path / "g.png")
+    with pytest.raises(ValueError, match="labels"):
+        plots.plot_gate_distribution(gate, labels[:3], names)
+    with pytest.raises(ValueError, match="class indices"):
+        plots.plot_gate_distribution(gate, labels + 2, names)
+
+
 @pytest.mark.parametrize(("cell", "where"), [((0, 3), "top-right"), ((3, 0), "bottom-left")])
 def test_attention_overlay_puts_grid_cell_on_its_image_region(cell, where):
     """A one-hot map at cell (i, j) of a 4 x 4 grid lights up that quarter-by-quarter
