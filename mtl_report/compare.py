@@ -30,7 +30,7 @@ from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
 from mtl_report.evaluate import predict_split, score_predictions, score_run
 from mtl_report.presets import expand
-from mtl_report.run import Run
+from mtl_report.run import MODEL_FILE, Run
 from mtl_report.training import prepare_features, train
 from preprocessing.io import load_prepared
 
@@ -125,11 +125,18 @@ def compare(
                     resume=(run_dir / "backup").exists(),
                     **overrides,
                 ).model
-            run = Run.read(run_dir)
-            pred = predict_split(run, ds, split, cache_dir=cache_dir, model=model, progress=False)
-            metrics, table = score_run(run, ds, split, pred, bertscore_model)
-            (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            table.to_csv(run_dir / f"predictions_{split}.csv", index=False)
+            cached = _cached_scores(run_dir, split, bertscore_model) if finished else None
+            if cached is not None:  # scored before, by this model, with the same settings
+                metrics, table = cached
+            else:
+                run = Run.read(run_dir)
+                pred = predict_split(
+                    run, ds, split, cache_dir=cache_dir, model=model, progress=False
+                )
+                metrics, table = score_run(run, ds, split, pred, bertscore_model)
+                metrics["bertscore_model"] = str(bertscore_model) if bertscore_model else None
+                (run_dir / f"metrics_{split}.json").write_text(json.dumps(metrics, indent=2) + "\n")
+                table.to_csv(run_dir / f"predictions_{split}.csv", index=False)
             results.setdefault(name, []).append(metrics)
             per_study.setdefault(name, []).append(table)
 
@@ -161,14 +168,47 @@ def compare(
     )
 
 
+def _cached_scores(run_dir: Path, split: str, bertscore_model) -> tuple[dict, pd.DataFrame] | None:
+    """The metrics and per-study table a previous ``compare`` wrote for this run, when they
+    are newer than its model and were scored with the same BERTScore model; else None."""
+    metrics_path = run_dir / f"metrics_{split}.json"
+    table_path = run_dir / f"predictions_{split}.csv"
+    model_path = run_dir / MODEL_FILE
+    if not (metrics_path.is_file() and table_path.is_file() and model_path.is_file()):
+        return None
+    if min(metrics_path.stat().st_mtime, table_path.stat().st_mtime) < model_path.stat().st_mtime:
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    wanted = str(bertscore_model) if bertscore_model else None
+    if "bertscore_model" not in metrics or metrics["bertscore_model"] != wanted:
+        return None
+    text = {"study_id": str, "reference": str, "generated": str}
+    table = pd.read_csv(table_path, dtype=text)
+    for column in ("reference", "generated"):
+        if column in table:
+            table[column] = table[column].fillna("")
+    return metrics, table
+
+
 def _decoding_table(out: Path, ds, names, split, cache_dir) -> pd.DataFrame | None:
-    """Table 5: decoding settings of the first multi-task (else text) run, seed 0."""
+    """Table 5: decoding settings of the first multi-task (else text) run, seed 0 (reused
+    from ``table5_decoding.csv`` when that is newer than the run's model)."""
     from mtl_report.decoding_study import decoding_study
 
     text_runs = [n for n in names if n.startswith("mtl")] + [n for n in names if n == "stl_text"]
     if not text_runs:
         return None
-    table = decoding_study(out / "runs" / f"{text_runs[0]}_seed0", ds, split, cache_dir=cache_dir)
+    run_dir = out / "runs" / f"{text_runs[0]}_seed0"
+    saved = out / "table5_decoding.csv"
+    table = None
+    if saved.is_file() and saved.stat().st_mtime >= (run_dir / MODEL_FILE).stat().st_mtime:
+        table = pd.read_csv(saved, index_col=0)
+        if "run" not in table or set(table["run"]) != {text_runs[0]}:
+            table = None  # written for another run
+        else:
+            table = table.drop(columns="run")
+    if table is None:
+        table = decoding_study(run_dir, ds, split, cache_dir=cache_dir)
     table.attrs["run"] = text_runs[0]
     return table
 
@@ -228,7 +268,7 @@ def _write_outputs(
         parts.append(md)
 
     if decoding is not None:
-        decoding.to_csv(out / "table5_decoding.csv")
+        decoding.assign(run=decoding.attrs.get("run")).to_csv(out / "table5_decoding.csv")
         md = (
             f"### Table 5. Decoding and repetition ({decoding.attrs.get('run')}, seed 0)\n\n"
             + decoding.to_markdown(floatfmt=".3f")

@@ -81,10 +81,16 @@ def test_a_second_demo_run_reuses_data_and_finished_runs(demo):
     out, _, _ = demo
     history = out / "compare" / "runs" / "mtl_tp_seed0" / "history.json"
     records = out / "data" / "records.parquet"
-    stamps = (history.stat().st_mtime_ns, records.stat().st_mtime_ns)
+    scores = history.with_name("metrics_test.json")
+    stamps = [p.stat().st_mtime_ns for p in (history, records, scores)]
+    table1 = (out / "compare" / "table1_report_generation.csv").read_text()
+    table5 = (out / "compare" / "table5_decoding.csv").read_text()
     lines: list[str] = []
     run_demo(out, TINY, verbose=0, echo=lines.append)
-    assert (history.stat().st_mtime_ns, records.stat().st_mtime_ns) == stamps
+    # Nothing retrained, regenerated or re-scored, and the tables come out the same.
+    assert [p.stat().st_mtime_ns for p in (history, records, scores)] == stamps
+    assert (out / "compare" / "table1_report_generation.csv").read_text() == table1
+    assert (out / "compare" / "table5_decoding.csv").read_text() == table5
     assert any("reusing" in line for line in lines)
 
 
