@@ -626,6 +626,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         export=not args.no_export,
         llm=args.llm,
+        bertscore_model=None if args.bertscore_model == "none" else args.bertscore_model,
     )
     summary = run_demo(
         args.out,
@@ -794,7 +795,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", type=Path, help="metrics file (default RUN/metrics_<split>.json)")
-    p.add_argument("--bertscore-model", help="local model path for BERTScore")
+    p.add_argument(
+        "--bertscore-model",
+        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
+        "'packaged' (the eval extra's small MiniLM); never downloaded",
+    )
     p.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_decoding_args(p)
@@ -811,12 +816,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--presets", default="stl,mtl_eq,mtl_tp,mtl_uw", help="comma-separated set-ups")
     p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="(test)")
-    p.add_argument("--bertscore-model", help="local model path for BERTScore")
+    p.add_argument(
+        "--bertscore-model",
+        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
+        "'packaged' (the eval extra's small MiniLM); never downloaded",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--llm",
         metavar="VARIANTS",
-        help="add language-model rows written from the first MTL run's findings: "
+        help="add language-model rows written from the MTL-TP run's findings: "
         "comma-separated zero_shot, icil, icil_cot, or 'all' (see llm-report)",
     )
     p.add_argument("--k", type=int, default=3, help="in-context examples of the LLM rows (3)")
@@ -866,7 +875,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-context", action="store_true", help="leave complaint/vitals out")
     p.add_argument("--npv", type=float, default=0.95, help="NPV an 'absent' needs on val (0.95)")
     _add_llm_backend_args(p)
-    p.add_argument("--bertscore-model", help="local model path for BERTScore")
+    p.add_argument(
+        "--bertscore-model",
+        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
+        "'packaged' (the eval extra's small MiniLM); never downloaded",
+    )
     p.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_llm_report)
@@ -940,6 +953,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="LLM rows: auto (ICIL+CoT when the llm extra is installed), none, all, or "
         "variants such as zero_shot,icil_cot",
+    )
+    p.add_argument(
+        "--bertscore-model",
+        default="packaged",
+        help="BERTScore model: 'packaged' (default: the eval extra's small MiniLM, when "
+        "installed), a local model directory, or 'none'",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)

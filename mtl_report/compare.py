@@ -8,6 +8,7 @@ Writes into ``out``::
     table3_findings.md/.csv            findings head: P, R, F1 micro/macro, Hamming, exact match
     table4_acuity.md/.csv              acuity head: accuracy, MAE, MSE, within one level
     table5_decoding.md/.csv            repetition and BLEU under greedy / blocking / beam
+    llm/<variant>/                     LLM rows (``llm=``): reports, prompts, metrics
     ttests.md/.csv                     paired t-tests of each MTL set-up against STL
     examples.md                        reference vs each set-up, like the paper's Table 5
     comparison.json                    everything above as data
@@ -97,9 +98,10 @@ def compare(
     greedy, greedy with trigram blocking and beam search (:mod:`mtl_report.decoding_study`).
 
     ``llm`` adds language-model rows (:mod:`mtl_report.llm_report`; variants
-    ``zero_shot``, ``icil``, ``icil_cot``) written from the findings head of the first
-    multi-task run (seed 0) into ``out/llm/<variant>/``; ``llm_config`` and ``chat_model``
-    as in :func:`~mtl_report.llm_report.llm_report` (default: the offline model).
+    ``zero_shot``, ``icil``, ``icil_cot``) written from the findings head of the MTL-TP
+    run (else another multi-task run; seed 0) into ``out/llm/<variant>/``; ``llm_config``
+    and ``chat_model`` as in :func:`~mtl_report.llm_report.llm_report` (default: the
+    offline model).
 
     Returns the comparison as a dict (also ``out/comparison.json``).
     """
@@ -207,13 +209,16 @@ def compare(
 
 
 def _findings_run(out: Path, names: Sequence[str]) -> Path:
-    """The run whose findings head feeds the LLM rows: the first multi-task set-up, else
-    ``stl_findings`` (seed 0)."""
+    """The run whose findings head feeds the LLM rows (seed 0): MTL-TP (the paper's
+    prioritised set-up, the one the demo exports), else the first other multi-task set-up,
+    else ``stl_findings``."""
     from preprocessing.errors import DataError
 
-    candidates = [n for n in names if n.startswith("mtl")] + [
-        n for n in names if n == "stl_findings"
-    ]
+    candidates = (
+        [n for n in names if n == "mtl_tp"]
+        + [n for n in names if n.startswith("mtl") and n != "mtl_tp"]
+        + [n for n in names if n == "stl_findings"]
+    )
     if not candidates:
         raise DataError(
             "LLM rows need a set-up with a findings head (mtl_* or stl_findings) in --presets"
@@ -285,6 +290,7 @@ def _write_outputs(
     split,
     decoding=None,
     llm_labels=(),
+    bertscore_model=None,
 ) -> dict:
     text_rows = _task_rows(results, "text")
     ce_rows = {
@@ -302,7 +308,11 @@ def _write_outputs(
     synthetic = " (SYNTHETIC data)" if ds.metadata.get("synthetic") else ""
     parts = [f"# STL vs MTL on {ds.metadata.get('source')}{synthetic}, split {split}\n"]
     tables = {
-        "table1_report_generation": (_table(text_rows, TEXT_KEYS), "Table 1. Report generation"),
+        "table1_report_generation": (
+            _table(text_rows, TEXT_KEYS),
+            "Table 1. Report generation"
+            + (f" (BERTScore: {_model_name(bertscore_model)})" if bertscore_model else ""),
+        ),
         "table2_clinical_efficacy": (
             _table(ce_rows, CE_KEYS),
             "Table 2. Clinical efficacy (micro)",
@@ -358,6 +368,13 @@ def _write_outputs(
     (out / "comparison.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     save_comparison_figures(out, summary)
     return summary
+
+
+def _model_name(bertscore_model) -> str:
+    """How a BERTScore model is named in a table title."""
+    if str(bertscore_model) == "packaged":
+        return "all-MiniLM-L6-v2, packaged; not comparable with roberta-large scores"
+    return Path(str(bertscore_model)).name
 
 
 def _number(value) -> float | None:

