@@ -263,7 +263,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _llm_config(args: argparse.Namespace):
-    from mtl_report.llm_report import GenerationConfig, LLMReportConfig
+    from mtl_report.llm_report import LLMReportConfig
 
     return LLMReportConfig(
         k=args.k,
@@ -275,9 +275,15 @@ def _llm_config(args: argparse.Namespace):
         seed=args.seed,
         limit=args.limit,
         templates=str(args.templates) if args.templates else None,
-        generation=GenerationConfig(
-            max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
-        ),
+        generation=_generation(args),
+    )
+
+
+def _generation(args: argparse.Namespace):
+    from mtl_report.llm_report import GenerationConfig
+
+    return GenerationConfig(
+        max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
     )
 
 
@@ -296,7 +302,7 @@ def _chat_model(args: argparse.Namespace):
 
 def _llm_compare_args(args: argparse.Namespace) -> dict:
     """``compare``'s LLM keywords from ``--llm`` and the language-model flags."""
-    from mtl_report.llm_report import VARIANTS, GenerationConfig, LLMReportConfig
+    from mtl_report.llm_report import VARIANTS, LLMReportConfig
 
     if not args.llm:
         return {}
@@ -304,13 +310,7 @@ def _llm_compare_args(args: argparse.Namespace) -> dict:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise CLIError(f"--llm: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    config = LLMReportConfig(
-        k=args.k,
-        seed=args.seed,
-        generation=GenerationConfig(
-            max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed
-        ),
-    )
+    config = LLMReportConfig(k=args.k, seed=args.seed, generation=_generation(args))
     return {"llm": variants, "llm_config": config, "chat_model": _chat_model(args)}
 
 

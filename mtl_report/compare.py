@@ -157,7 +157,7 @@ def compare(
     baselines = {
         "baseline: constant report": constant_baseline(train_rec, records, ds.finding_columns),
     }
-    if features is not None:
+    if features is not None and not ds.metadata.get("text_only"):  # no images: no neighbours
         baselines["baseline: nearest neighbour"] = nearest_neighbour_baseline(
             train_rec,
             records,

@@ -182,6 +182,23 @@ def findings_from_labels(ds: PreparedDataset, records: pd.DataFrame) -> _Sources
     return _Sources(labels, finding_states(labels), None, None)
 
 
+def _findings(ds, split, records, config, run, cache_dir, progress) -> _Sources:
+    """The findings of ``records`` as ``config.findings_from`` says (a run's head or labels)."""
+    if config.findings_from == "labels":
+        return findings_from_labels(ds, records)
+    if run is None:
+        raise DataError("--run is required unless --findings-from labels")
+    return findings_from_run(
+        Path(run),
+        ds,
+        split,
+        records,
+        config.npv,
+        Path(cache_dir) if cache_dir else None,
+        progress=progress is not None,
+    )
+
+
 class _Examples:
     """Training studies as in-context examples (described from their labels)."""
 
@@ -357,20 +374,7 @@ def llm_report(
     ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
     records = _split_records(ds, split, config.limit)
     if sources is None:
-        if config.findings_from == "run":
-            if run is None:
-                raise DataError("--run is required unless --findings-from labels")
-            sources = findings_from_run(
-                Path(run),
-                ds,
-                split,
-                records,
-                config.npv,
-                Path(cache_dir) if cache_dir else None,
-                progress=progress is not None,
-            )
-        else:
-            sources = findings_from_labels(ds, records)
+        sources = _findings(ds, split, records, config, run, cache_dir, progress)
     model = chat_model or make_chat_model()
     rows = generate_reports(model, ds, records, sources, config, progress)
     metrics, table = _score(rows, records, ds, bertscore_model)
@@ -457,20 +461,7 @@ def llm_ablation(
     config = config or LLMReportConfig()
     ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
     records = _split_records(ds, split, config.limit)
-    if config.findings_from == "run":
-        if run is None:
-            raise DataError("--run is required unless --findings-from labels")
-        sources = findings_from_run(
-            Path(run),
-            ds,
-            split,
-            records,
-            config.npv,
-            Path(cache_dir) if cache_dir else None,
-            progress=progress is not None,
-        )
-    else:
-        sources = findings_from_labels(ds, records)
+    sources = _findings(ds, split, records, config, run, cache_dir, progress)
     model = chat_model or make_chat_model()
     out = Path(out)
     rows = {}
@@ -555,15 +546,7 @@ def comparison_rows(
         if not _finished(target, cfg, run_dir, split):
             if sources is None:
                 records = _split_records(ds, split, cfg.limit)
-                sources = findings_from_run(
-                    run_dir,
-                    ds,
-                    split,
-                    records,
-                    cfg.npv,
-                    Path(cache_dir) if cache_dir else None,
-                    progress=progress is not None,
-                )
+                sources = _findings(ds, split, records, cfg, run_dir, cache_dir, progress)
             chat_model = chat_model or make_chat_model()
             llm_report(
                 ds,

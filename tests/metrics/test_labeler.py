@@ -38,6 +38,8 @@ CASES = [
     ("Small right apical pneumothorax.", {"pneumothorax": P}),
     ("There is no evidence of pneumothorax.", {"pneumothorax": N}),
     ("The right pneumothorax has resolved.", {"pneumothorax": N}),
+    # the structured form language models echo back ("Pneumothorax: absent")
+    ("Pneumothorax: absent. Cardiomegaly: present.", {"pneumothorax": N, "cardiomegaly": P}),
     ("Cannot exclude a small pneumothorax.", {"pneumothorax": U}),
     ("Mild cardiomegaly.", {"pneumothorax": NA}),
     # Atelectasis
