@@ -195,6 +195,20 @@ def finding_states(
     return out
 
 
+#: A state as a number, for retrieval: uncertain sits halfway, like an unknown label.
+STATE_VALUE = {PRESENT: 1.0, ABSENT: 0.0, UNCERTAIN: 0.5}
+
+
+def state_vector(states: Sequence[str]) -> np.ndarray:
+    """The states of one study as a findings vector (present 1, absent 0, uncertain 0.5).
+
+    In-context examples are retrieved with this vector, not with the raw probabilities: the
+    examples should match what the description *says* (a finding called present at p = 0.45
+    must find examples with the finding, not examples where it is unknown).
+    """
+    return np.array([STATE_VALUE[s] for s in states], dtype="float64")
+
+
 def _finding_name(name: str) -> str:
     return name[:1].upper() + name[1:].lower()
 

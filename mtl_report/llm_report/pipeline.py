@@ -33,6 +33,7 @@ from mtl_report.llm_report.description import (
     context_text,
     describe,
     finding_states,
+    state_vector,
 )
 from mtl_report.llm_report.guard import check_reports, guard_summary
 from mtl_report.llm_report.prompt import (
@@ -268,7 +269,8 @@ def generate_reports(
     for i, (_, rec) in enumerate(records.reset_index(drop=True).iterrows()):
         context = context_text(rec) if config.context else ""
         description = describe(ds.findings, sources.states[i], context=context)
-        shots = examples.get(sources.vectors[i], config.k) if examples is not None else []
+        query = state_vector(sources.states[i])
+        shots = examples.get(query, config.k) if examples is not None else []
         row = _generate_one(model, templates, description, shots, config)
         row.update(
             study_id=str(rec["study_id"]),
@@ -378,6 +380,8 @@ def llm_report(
     model = chat_model or make_chat_model()
     rows = generate_reports(model, ds, records, sources, config, progress)
     metrics, table = _score(rows, records, ds, bertscore_model)
+    for j, column in enumerate(ds.finding_columns):  # what the description was built from
+        table[f"{column}_given"] = sources.vectors[:, j]
     metrics.update(
         split=split,
         preset=config.label,

@@ -3,7 +3,9 @@
 Similarity is over findings vectors, not images or text: the examples are there to show the
 language model how a report with *these* findings is written. The training side uses the
 training labels (1 / 0, unknown as 0.5: halfway, so it matches neither side); the query
-side uses the classifier's probabilities or the labels it was described from. Distance is
+side uses the states of the study's description in the same coding (present 1, absent 0,
+uncertain 0.5: :func:`~mtl_report.llm_report.description.state_vector`), so examples match
+what the description says rather than the raw probabilities. Distance is
 Euclidean. Many studies share a vector (most are normal), so ties are broken by a seeded
 random order, recorded with the run, and examples whose report text repeats one already
 chosen are skipped: three copies of the same normal report teach the model nothing.

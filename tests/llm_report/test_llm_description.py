@@ -15,6 +15,7 @@ from mtl_report.llm_report.description import (
     context_text,
     describe,
     finding_states,
+    state_vector,
 )
 
 FINDINGS = ["Atelectasis", "Cardiomegaly", "Pleural Effusion"]
@@ -113,3 +114,7 @@ def test_context_skips_missing_values_and_formats_units():
         "chief complaint: shortness of breath; oxygen saturation 91%; temperature 100.4 °F"
     )
     assert context_text({"chief_complaint": float("nan")}) == ""
+
+
+def test_state_vector_codes_what_the_description_says():
+    assert state_vector([PRESENT, ABSENT, UNCERTAIN]).tolist() == [1.0, 0.0, 0.5]

@@ -57,6 +57,8 @@ def test_reports_prompts_and_metrics_in_the_evaluate_format(iu_text, tmp_path):
     assert {"reference", "generated", "bleu_4", "description", "plan", "contradictions"} <= set(
         table.columns
     )
+    given = table[[f"{c}_given" for c in iu_text.finding_columns]].to_numpy()
+    np.testing.assert_array_equal(given, test[iu_text.finding_columns].to_numpy(dtype=float))
     prompts = read_prompts(out)
     train_ids = set(iu_text.split("train")["study_id"])
     for p, (_, rec) in zip(prompts, test.iterrows()):
@@ -70,6 +72,8 @@ def test_reports_prompts_and_metrics_in_the_evaluate_format(iu_text, tmp_path):
         present = [c for c in iu_text.finding_columns if rec[c] == 1]
         for col in present:
             assert f"{col.replace('_', ' ')}: present" in p["messages"][-3]["content"].lower()
+            # the nearest example says the same of this finding (exact matches exist)
+            assert f"{col.replace('_', ' ')}: present" in p["messages"][1]["content"].lower()
     # every request of the fake model was one of these prompts (two per study with CoT)
     assert len(fake.calls) == 24
     info = json.loads((out / "config.json").read_text())
