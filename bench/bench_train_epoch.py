@@ -60,7 +60,14 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=7000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vocab", type=int, default=1200)
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="XLA for the train step (TrainConfig.jit_compile; default auto, as training)",
+    )
     args = parser.parse_args()
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     keras.utils.set_random_seed(0)
 
     x, y = synthetic_batch_source(args.studies, args.vocab)
@@ -79,7 +86,7 @@ def main() -> None:
     }
     model_config, train_config = get_preset("mtl_tp", ModelConfig())
     model = build_aksoy_model(model_config, vocabularies, train_config, (49, 1280))
-    model.compile(optimizer=keras.optimizers.Adam(3e-5))
+    model.compile(optimizer=keras.optimizers.Adam(3e-5), jit_compile=jit)
 
     t0 = time.perf_counter()
     model.fit(data.take(2), epochs=1, verbose=0)  # tracing, excluded from the epoch time
@@ -113,6 +120,7 @@ def main() -> None:
                 "target_epoch_seconds": 60,
                 "meets_target": bool(t_epoch < 60),
                 "cpus": os.cpu_count(),
+                "jit_compile": args.jit_compile,
             },
             indent=2,
         )
