@@ -14,6 +14,17 @@ VOCABS = {
 }
 FEATURE_SHAPE = (4, 32)
 
+#: The smallest RadGen classifier that still trains (tests of the model and of classify).
+TINY_RADGEN = dict(
+    backbone="swin_micro",
+    image_size=32,
+    hidden_dim=16,
+    num_heads=2,
+    intermediate_dim=32,
+    num_text_layers=1,
+    mlp_units=(32, 16),
+)
+
 
 def batch(n: int = 8, seed: int = 0, text: bool = True) -> tuple[dict, dict]:
     rng = np.random.default_rng(seed)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from model_helpers import TINY_RADGEN
 
 from mtl_report import classify
 from mtl_report.classify import (
@@ -27,16 +28,7 @@ from preprocessing.errors import DataError
 from preprocessing.io import load_prepared
 from preprocessing.synthetic_classes import prepare_synthetic_classes
 
-TINY_MODEL = dict(
-    backbone="swin_micro",
-    image_size=32,
-    hidden_dim=16,
-    num_heads=2,
-    intermediate_dim=32,
-    num_text_layers=1,
-    mlp_units=(32, 16),
-    max_report_length=32,
-)
+TINY_MODEL = dict(TINY_RADGEN, max_report_length=32)
 TINY_TRAIN = dict(epochs=1, batch_size=8, unfreeze_schedule=((0, 1.0),), warmup_epochs=0.5)
 
 

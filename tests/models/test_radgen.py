@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from model_helpers import TINY_RADGEN
 
 from mtl_report.config import ConfigError
 from mtl_report.layers import GatedCrossModalFusion, ReportTextEncoder
@@ -15,16 +16,7 @@ T = 12
 
 
 def tiny(**kw) -> RadGenConfig:
-    base = dict(
-        backbone="swin_micro",
-        image_size=32,
-        hidden_dim=16,
-        num_heads=2,
-        intermediate_dim=32,
-        num_text_layers=1,
-        mlp_units=(32, 16),
-        max_report_length=T,
-    )
+    base = dict(TINY_RADGEN, max_report_length=T)
     base.update(kw)
     return RadGenConfig(**base)
 
