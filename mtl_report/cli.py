@@ -302,14 +302,12 @@ def _chat_model(args: argparse.Namespace):
 
 def _llm_compare_args(args: argparse.Namespace) -> dict:
     """``compare``'s LLM keywords from ``--llm`` and the language-model flags."""
-    from mtl_report.llm_report import VARIANTS, LLMReportConfig
+    from mtl_report.llm_report import LLMReportConfig
+    from mtl_report.llm_report.pipeline import parse_variants
 
     if not args.llm:
         return {}
-    variants = list(VARIANTS) if args.llm == "all" else [v.strip() for v in args.llm.split(",")]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise CLIError(f"--llm: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    variants = parse_variants(args.llm, "--llm")
     config = LLMReportConfig(k=args.k, seed=args.seed, generation=_generation(args))
     return {"llm": variants, "llm_config": config, "chat_model": _chat_model(args)}
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
-from mtl_report.evaluate import predict_split, score_predictions, score_run
+from mtl_report.evaluate import predict_split, read_predictions, score_predictions, score_run
 from mtl_report.presets import expand
 from mtl_report.run import MODEL_FILE, Run
 from mtl_report.training import prepare_features, train
@@ -240,12 +240,7 @@ def _cached_scores(run_dir: Path, split: str, bertscore_model) -> tuple[dict, pd
     wanted = str(bertscore_model) if bertscore_model else None
     if "bertscore_model" not in metrics or metrics["bertscore_model"] != wanted:
         return None
-    text = {"study_id": str, "reference": str, "generated": str}
-    table = pd.read_csv(table_path, dtype=text)
-    for column in ("reference", "generated"):
-        if column in table:
-            table[column] = table[column].fillna("")
-    return metrics, table
+    return metrics, read_predictions(table_path)
 
 
 def _decoding_table(out: Path, ds, names, split, cache_dir) -> pd.DataFrame | None:

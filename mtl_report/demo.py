@@ -45,7 +45,7 @@ class DemoConfig:
 
 
 def _llm_variants(setting: str, echo) -> list[str]:
-    from mtl_report.llm_report import VARIANTS
+    from mtl_report.llm_report.pipeline import parse_variants
 
     setting = (setting or "none").strip()
     if setting == "none":
@@ -59,11 +59,7 @@ def _llm_variants(setting: str, echo) -> list[str]:
             echo(f"mtl-report demo: no LLM rows ({exc})")
             return []
         return ["icil_cot"]
-    variants = list(VARIANTS) if setting == "all" else [v.strip() for v in setting.split(",")]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise DataError(f"--llm: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    return variants
+    return parse_variants(setting)
 
 
 def _bertscore_model(setting: str | None, echo) -> str | None:

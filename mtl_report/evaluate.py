@@ -167,6 +167,17 @@ def score_predictions(
     return metrics, table
 
 
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A per-study table written by :func:`evaluate` / ``compare`` / ``llm-report``, with its
+    text columns as strings (an empty report is ``""``, not NaN) and study ids as written."""
+    text = ("study_id", "reference", "generated", "report_as_written", "plan")
+    table = pd.read_csv(path, dtype=dict.fromkeys(text, str))
+    for column in text[1:]:
+        if column in table:
+            table[column] = table[column].fillna("")
+    return table
+
+
 def score_run(
     run: Run, ds: PreparedDataset, split: str, pred: Predictions, bertscore_model=None
 ) -> tuple[dict, pd.DataFrame]:

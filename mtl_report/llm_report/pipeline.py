@@ -58,6 +58,24 @@ VARIANTS: dict[str, tuple[int | None, bool]] = {
 LABELS = {"zero_shot": "LLM (zero-shot)", "icil": "LLM (ICIL)", "icil_cot": "LLM (ICIL+CoT)"}
 
 
+def parse_variants(text: str | Sequence[str], what: str = "LLM") -> list[str]:
+    """Variant names from ``"all"``, ``"icil,icil_cot"`` or a list; unknown names are a
+    :class:`DataError` naming the choices."""
+    if isinstance(text, str):
+        text = list(VARIANTS) if text.strip() == "all" else text.split(",")
+    variants = [v.strip() for v in text]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise DataError(f"unknown {what} variant(s) {unknown}; choose from {list(VARIANTS)}")
+    return variants
+
+
+def variant_config(config: LLMReportConfig, name: str) -> LLMReportConfig:
+    """``config`` with the examples and chain of thought of variant ``name``."""
+    k, cot = VARIANTS[name]
+    return replace(config, k=config.k if k is None else k, cot=cot)
+
+
 @dataclass(frozen=True)
 class LLMReportConfig:
     """Settings of one ``llm-report`` run.
@@ -459,9 +477,7 @@ def llm_ablation(
     Writes ``out/<variant>/`` (see :func:`llm_report`) and ``out/ablation.md``/``.csv``;
     returns the table (text scores, clinical-efficacy micro P/R/F1, guard rates).
     """
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise DataError(f"unknown ablation variant(s) {unknown}; choose from {list(VARIANTS)}")
+    variants = parse_variants(variants, "ablation")
     config = config or LLMReportConfig()
     ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
     records = _split_records(ds, split, config.limit)
@@ -470,8 +486,7 @@ def llm_ablation(
     out = Path(out)
     rows = {}
     for name in variants:
-        k, cot = VARIANTS[name]
-        cfg = replace(config, k=config.k if k is None else k, cot=cot)
+        cfg = variant_config(config, name)
         metrics = llm_report(
             ds, out / name, run, split, cfg, model, bertscore_model, cache_dir, progress, sources
         )
@@ -537,15 +552,14 @@ def comparison_rows(
     written to ``out/<variant>/`` with the findings of ``run_dir``. A variant already
     written with the same settings after the run's model was saved is read back, not
     regenerated (the language model is only loaded when something is left to write)."""
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise DataError(f"unknown LLM variant(s) {unknown}; choose from {list(VARIANTS)}")
+    from mtl_report.evaluate import read_predictions
+
+    variants = parse_variants(variants)
     config = config or LLMReportConfig()
     rows: dict[str, tuple[dict, pd.DataFrame]] = {}
     sources = None
     for name in variants:
-        k, cot = VARIANTS[name]
-        cfg = replace(config, k=config.k if k is None else k, cot=cot, findings_from="run")
+        cfg = replace(variant_config(config, name), findings_from="run")
         target = Path(out) / name
         if not _finished(target, cfg, run_dir, split):
             if sources is None:
@@ -565,10 +579,5 @@ def comparison_rows(
                 sources,
             )
         metrics = json.loads((target / "metrics.json").read_text())
-        text = ("study_id", "reference", "generated", "report_as_written", "plan")
-        table = pd.read_csv(target / "predictions.csv", dtype=dict.fromkeys(text, str))
-        for column in text[1:]:
-            if column in table:
-                table[column] = table[column].fillna("")
-        rows[cfg.label] = (metrics, table)
+        rows[cfg.label] = (metrics, read_predictions(target / "predictions.csv"))
     return rows
