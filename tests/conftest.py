@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Before any test module imports TensorFlow: the package's oneDNN default applies to the
+# tests too (see mtl_report/__init__.py).
+import mtl_report  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
