@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mtl_report.presets import DEFAULT_COMPARISON
 from mtl_report.version import __version__
 
 EXIT_DATA_ERROR = 2
@@ -773,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a training set-up (preset) on a prepared dataset",
         description="Train the Aksoy multi-task model with a preset (stl_text, stl_acuity, "
-        "stl_findings, mtl_eq, mtl_tp, mtl_uw) and write a run directory.",
+        "stl_findings, mtl_eq, mtl_tp, mtl_uw, mtl_tp_guided) and write a run directory.",
     )
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--preset", default="mtl_tp", help="training set-up (mtl_tp)")
@@ -811,7 +812,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--presets", default="stl,mtl_eq,mtl_tp,mtl_uw", help="comma-separated set-ups")
+    p.add_argument(
+        "--presets",
+        default=DEFAULT_COMPARISON,
+        help=f"comma-separated set-ups ({DEFAULT_COMPARISON})",
+    )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="(test)")
     p.add_argument(
@@ -941,7 +946,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     p.add_argument("--studies", type=int, default=1200, help="synthetic studies (1200)")
     p.add_argument("--seed", type=int, default=0, help="data seed (0)")
-    p.add_argument("--presets", default="stl,mtl_eq,mtl_tp,mtl_uw", help="set-ups to compare")
+    p.add_argument(
+        "--presets", default=DEFAULT_COMPARISON, help=f"set-ups to compare ({DEFAULT_COMPARISON})"
+    )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per set-up (10)")
     p.add_argument("--image-size", type=int, default=128, help="backbone input size (128)")

@@ -57,6 +57,10 @@ class ModelConfig:
         text_feature_length: tokens kept of the chief complaint and of the ICD title.
         text_feature_vocab: vocabulary cap of the complaint/ICD embeddings.
         findings: names of the multi-label findings, in output order.
+        findings_guidance: the report decoder also reads one "present"/"absent" token per
+            finding (the labels in training, the findings head's thresholded prediction at
+            inference; :class:`~mtl_report.layers.FindingsGuide`). Needs the text and
+            findings heads. Not in the paper; preset ``mtl_tp_guided``.
     """
 
     tasks: tuple[str, ...] = TASKS
@@ -81,6 +85,7 @@ class ModelConfig:
         "Pneumothorax",
         "Lung Opacity",
     )
+    findings_guidance: bool = False
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
@@ -91,6 +96,10 @@ class ModelConfig:
         if self.hidden_dim % self.num_heads:
             raise ConfigError(
                 f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.findings_guidance and not {"text", "findings"} <= set(self.tasks):
+            raise ConfigError(
+                f"findings_guidance needs the text and findings heads, tasks are {self.tasks}"
             )
         if self.max_report_length < 3:
             raise ConfigError("max_report_length must leave room for [START], a word, [END]")

@@ -52,11 +52,16 @@ class DecodingConfig:
 
 
 def encoder_model(model: keras.Model) -> keras.Model:
-    """Sub-model from the model's non-text inputs to ``memory`` and the other heads' outputs."""
+    """Sub-model from the model's non-text inputs to the decoder's ``memory`` and the other
+    heads' outputs (with findings guidance, the memory includes the findings tokens)."""
     inputs = {k: v for k, v in model.input.items() if k != "report_tokens"}
     n_shared = model.model_config.num_shared_layers
-    memory_layer = model.get_layer(f"shared_{n_shared - 1}" if n_shared else "cross_attention")
-    outputs = {"memory": memory_layer.output}
+    if getattr(model.model_config, "findings_guidance", False):
+        memory, condition = model.get_layer("findings_tokens").output
+        outputs = {"memory": memory, "condition": condition}
+    else:
+        memory_layer = model.get_layer(f"shared_{n_shared - 1}" if n_shared else "cross_attention")
+        outputs = {"memory": memory_layer.output}
     for name in ("acuity", "findings"):
         if name in model.output:
             outputs[name] = model.output[name]
@@ -129,12 +134,15 @@ class ReportGenerator:
 
     # -- graph -----------------------------------------------------------------------------
     def _generate_graph(self, inputs):
-        enc = self.encoder(inputs, training=False)
+        from mtl_report.models.aksoy import complete_inputs
+
+        enc = self.encoder(complete_inputs(self.encoder, dict(inputs)), training=False)
         memory = enc.pop("memory")
+        condition = enc.pop("condition", None)
         if self.config.method == "beam" and self.config.beam_width > 1:
-            tokens = self._beam(memory)
+            tokens = self._beam(memory, condition)
         else:
-            tokens = self._greedy(memory)
+            tokens = self._greedy(memory, condition)
         return {"tokens": tokens, **enc}
 
     def _mask_logits(self, logits, tokens, t):
@@ -149,7 +157,7 @@ class ReportGenerator:
             )
         return tf.where(forbid, tf.fill(tf.shape(logits), NEG_INF), logits)
 
-    def _greedy(self, memory):
+    def _greedy(self, memory, condition=None):
         batch = tf.shape(memory)[0]
         steps = self.max_length
         self_cache, cross_cache = self.decoder.init_cache(memory, steps + 1)
@@ -159,7 +167,9 @@ class ReportGenerator:
         finished = tf.zeros([batch], tf.bool)
         for t in tf.range(steps):
             current = tf.slice(tokens, [0, t], [-1, 1])
-            logits, self_cache = self.decoder.step(current, memory, self_cache, cross_cache, t)
+            logits, self_cache = self.decoder.step(
+                current, memory, self_cache, cross_cache, t, condition
+            )
             logits = self._mask_logits(logits, tokens, t)
             nxt = tf.cast(tf.argmax(logits, axis=-1), tokens.dtype)
             nxt = tf.where(finished, tf.zeros_like(nxt), nxt)
@@ -169,11 +179,13 @@ class ReportGenerator:
                 break
         return tokens[:, 1:]
 
-    def _beam(self, memory):
+    def _beam(self, memory, condition=None):
         k = self.config.beam_width
         batch = tf.shape(memory)[0]
         steps = self.max_length
         memory = tf.repeat(memory, k, axis=0)  # (batch*k, L, d)
+        if condition is not None:
+            condition = tf.repeat(condition, k, axis=0)
         self_cache, cross_cache = self.decoder.init_cache(memory, steps + 1)
         tokens = tf.pad(tf.fill([batch * k, 1], self.start_id), [[0, 0], [0, steps]])
         scores = tf.tile(
@@ -184,7 +196,9 @@ class ReportGenerator:
         v = self.vocab_size
         for t in tf.range(steps):
             current = tf.slice(tokens, [0, t], [-1, 1])
-            logits, self_cache = self.decoder.step(current, memory, self_cache, cross_cache, t)
+            logits, self_cache = self.decoder.step(
+                current, memory, self_cache, cross_cache, t, condition
+            )
             logp = tf.nn.log_softmax(self._mask_logits(logits, tokens, t), axis=-1)
             # A finished beam only continues with padding, at no cost.
             pad_only = tf.one_hot(

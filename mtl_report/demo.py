@@ -1,9 +1,9 @@
 """``mtl-report demo``: the whole path on SYNTHETIC data, in a few minutes on a laptop CPU.
 
 synthetic MIMIC-shaped raw files → the real MIMIC linkage and cleaning → STL / MTL-EQ /
-MTL-TP / MTL-UW trained on cached backbone features → the paper's Tables 1–4 beside the
-constant-report and nearest-neighbour baselines → (when the export module is there) a
-SavedModel of the MTL-TP run for TF Serving.
+MTL-TP / MTL-UW / MTL-TP with findings guidance trained on cached backbone features → the
+paper's Tables 1–4 beside the constant-report and nearest-neighbour baselines → (when the
+export module is there) a SavedModel of the MTL-TP run for TF Serving.
 
 The demo's settings differ from the paper's on purpose, and say so: a smaller image (128 px),
 a higher learning rate (1e-3 instead of 3e-5) and few epochs, so that every set-up learns
@@ -19,6 +19,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mtl_report.presets import DEFAULT_COMPARISON
 from preprocessing.errors import DataError
 
 
@@ -28,7 +29,7 @@ class DemoConfig:
 
     studies: int = 1200
     seed: int = 0
-    presets: str = "stl,mtl_eq,mtl_tp,mtl_uw"
+    presets: str = DEFAULT_COMPARISON
     seeds: int = 1
     epochs: int = 10
     learning_rate: float = 1e-3

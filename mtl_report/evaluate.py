@@ -64,6 +64,7 @@ def predict_split(
     acuity heads read the encoder only, so they come from one forward pass.
     """
     from mtl_report.inputs import make_dataset
+    from mtl_report.models.aksoy import complete_inputs
     from mtl_report.training import prepare_features
 
     model = model or run.load_model()
@@ -91,6 +92,7 @@ def predict_split(
             out = generator(x)
             texts.extend(tokenizer.decode(out["tokens"]))
         else:
+            x = complete_inputs(model, x)  # findings unknown: a guided decoder reads the head
             out = {k: np.asarray(v) for k, v in model(x, training=False).items()}
         if "acuity" in out:
             acuity.append(out["acuity"])

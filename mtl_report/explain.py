@@ -240,9 +240,11 @@ def explain_batch(
         x["report_tokens"] = tf.constant(
             _teacher_forcing_tokens(generated, tokenizer.start_id, length)
         )
+    from mtl_report.models.aksoy import complete_inputs
+
     layers = attention_layers(model)
     with record_attention(layers) as rec:
-        outputs = model(x, training=False)
+        outputs = model(complete_inputs(model, x), training=False)
     missing = [name for name, calls in rec.items() if not calls]
     if missing:  # pragma: no cover - guards against a Keras change of the attention path
         raise RuntimeError(f"attention scores not recorded for {missing}")
@@ -265,7 +267,11 @@ def explain_batch(
                 token_names=TOKEN_NAMES,
                 token_mask=token_mask[i],
                 words=words,
-                decoder_cross_attention=[scores[n][i, :, :n_words, :] for n in decoder_names],
+                # image regions only (a findings-guided decoder also attends to F finding
+                # tokens after them)
+                decoder_cross_attention=[
+                    scores[n][i, :, :n_words, :num_regions] for n in decoder_names
+                ],
                 report=" ".join(words) if generated is not None else None,
                 outputs={
                     k: np.asarray(v)[i] for k, v in outputs.items() if k in ("acuity", "findings")

@@ -248,7 +248,7 @@ def train(
     total_steps = steps_per_epoch * train_config.epochs
     strategy = strategy_for(devices)
     with strategy.scope():
-        from mtl_report.models.aksoy import build_aksoy_model
+        from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model
 
         feature_shape = features.feature_shape if features is not None else None
         model = build_aksoy_model(model_config, vocabularies, train_config, feature_shape)
@@ -266,6 +266,8 @@ def train(
     outputs_wanted = set(model.output)
 
     def select(x, y):
+        if GUIDE_INPUT in inputs_wanted:  # teacher forcing: the decoder is told the labels
+            x = {**x, GUIDE_INPUT: y["findings"]}
         return {k: v for k, v in x.items() if k in inputs_wanted}, {
             k: v for k, v in y.items() if k in outputs_wanted
         }
@@ -305,6 +307,11 @@ def train(
     if val_data is not None and "findings" in model.output:
         thresholds = tune_findings_thresholds(model, val_data, model_config.findings)
         (run_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
+        if model_config.findings_guidance:
+            # At inference the decoder is told the head's findings at these cut-offs.
+            cut = [thresholds["findings"][f] for f in model_config.findings]
+            model.get_layer("findings_tokens").set_thresholds(cut)
+            model.save(run_dir / MODEL_FILE)
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2) + "\n")
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     epochs_run = len(hist.get("loss", []))

@@ -578,3 +578,43 @@ def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images)
     feeds = {k: tf.constant(v) for k, v in _request(images[:2], STUDIES[:2]).items()}
     out = graph.serve_bytes(feeds)
     assert set(out) == {"findings_probs"} and out["findings_probs"].shape == (2, 5)
+
+
+def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
+    run_dir, tmp_path, images
+):
+    """mtl_tp_guided: the serving graph tells the decoder nothing; the head decides."""
+    import shutil
+
+    from mtl_report.export import ServingGraph
+    from mtl_report.models.aksoy import build_aksoy_model
+    from mtl_report.predict import ReportPredictor
+    from mtl_report.presets import get_preset
+    from mtl_report.run import Run
+
+    run = Run.read(run_dir)
+    guided = tmp_path / "guided"
+    shutil.copytree(run_dir, guided, ignore=shutil.ignore_patterns("logs"))
+    mc, tc = get_preset("mtl_tp_guided", run.model_config)
+    shape = tuple(run.load_model().input["image_features"].shape[1:])
+    model = build_aksoy_model(mc, dict(run.vocabularies), tc, shape)
+    model.get_layer("findings_tokens").set_thresholds([0.3] * 5)
+    model.save(guided / "model.keras")
+    info = json.loads((guided / "config.json").read_text())
+    info["model"] = mc.to_dict()
+    (guided / "config.json").write_text(json.dumps(info))
+
+    graph = ServingGraph(Run.read(guided))
+    assert {"report", "findings_probs"} <= set(graph.outputs)
+    feeds = {k: tf.constant(v) for k, v in _request(images[:2], STUDIES[:2]).items()}
+    out = graph.serve_bytes(feeds)
+    served = [r.decode() for r in out["report"].numpy()]
+    local = ReportPredictor.from_run(guided).predict([str(p) for p in images[:2]], STUDIES[:2])
+    assert served == [r["report"] for r in local]
+    # Attention maps of a guided decoder cover the image regions (not the finding tokens).
+    from mtl_report.explain import explain_image
+
+    predictor = ReportPredictor.from_run(guided)
+    exp = explain_image(guided, str(images[0]), STUDIES[0], predictor=predictor)
+    maps = exp.word_maps()
+    assert exp.report == served[0] and all(m.shape == exp.grid for m in maps)

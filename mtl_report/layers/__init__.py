@@ -1,6 +1,7 @@
 """Serialisable Keras layers of the Aksoy multi-task model."""
 
 from mtl_report.layers.cross_attention import CrossModalAttention
+from mtl_report.layers.findings_guide import FindingsGuide
 from mtl_report.layers.gated_fusion import GatedCrossModalFusion
 from mtl_report.layers.heads import CumulativeOrdinalHead, MultiLabelHead
 from mtl_report.layers.report_decoder import ReportDecoder
@@ -11,6 +12,7 @@ from mtl_report.layers.visual_encoder import VisualEncoder
 __all__ = [
     "CrossModalAttention",
     "CumulativeOrdinalHead",
+    "FindingsGuide",
     "GatedCrossModalFusion",
     "MultiLabelHead",
     "ReportDecoder",

@@ -14,8 +14,10 @@ class ReportDecoder(keras.layers.Layer):
     Each block (``keras_hub.layers.TransformerDecoder``) has causal + padding-masked
     self-attention, cross-attention to the encoder output and a 2-layer feed-forward.
 
-    Call: ``token_ids`` ``(batch, T)`` int (0 = padding), ``memory`` ``(batch, L, d)`` →
-    logits ``(batch, T, vocab_size)`` float32.
+    Call: ``token_ids`` ``(batch, T)`` int (0 = padding), ``memory`` ``(batch, L, d)``,
+    optional ``condition`` ``(batch, d)`` added to every token embedding (findings
+    guidance, :class:`~mtl_report.layers.FindingsGuide`) → logits ``(batch, T, vocab_size)``
+    float32.
 
     :meth:`step` runs one position with key/value caches (self-attention over the prefix,
     cross-attention over the memory computed once), so generation costs grow linearly with
@@ -52,7 +54,7 @@ class ReportDecoder(keras.layers.Layer):
         ]
         self.logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
 
-    def build(self, token_ids_shape, memory_shape=None):
+    def build(self, token_ids_shape, memory_shape=None, condition_shape=None):
         seq_shape = (*token_ids_shape, self.hidden_dim)
         self.token_embedding.build(token_ids_shape)
         self.position_embedding.build(seq_shape)
@@ -66,14 +68,17 @@ class ReportDecoder(keras.layers.Layer):
     def key_dim(self) -> int:
         return self.hidden_dim // self.num_heads
 
-    def _embed(self, token_ids, start_index=0):
+    def _embed(self, token_ids, start_index=0, condition=None):
         x = self.token_embedding(token_ids)
         x = x + self.position_embedding(x, start_index=start_index)
-        return self.embedding_norm(x)
+        x = self.embedding_norm(x)
+        if condition is not None:
+            x = x + ops.cast(condition, x.dtype)[:, None, :]
+        return x
 
-    def call(self, token_ids, memory, training=None):
+    def call(self, token_ids, memory, condition=None, training=None):
         padding = ops.not_equal(token_ids, 0)
-        x = self._embed(token_ids)
+        x = self._embed(token_ids, condition=condition)
         for block in self.blocks:
             x = block(x, memory, decoder_padding_mask=padding, training=training)
         return self.logits(x)
@@ -99,11 +104,12 @@ class ReportDecoder(keras.layers.Layer):
             cross.append(ops.stack([key, value], axis=1))
         return self_cache, ops.stack(cross, axis=0)
 
-    def step(self, token_ids, memory, self_cache, cross_cache, index):
+    def step(self, token_ids, memory, self_cache, cross_cache, index, condition=None):
         """Logits for the token at position ``index`` given the cached prefix.
 
         ``token_ids`` ``(batch, 1)``; ``self_cache`` and ``cross_cache`` as from
-        :meth:`init_cache`; returns ``(logits (batch, vocab), self_cache)``.
+        :meth:`init_cache`; ``condition`` as for :meth:`call`; returns
+        ``(logits (batch, vocab), self_cache)``.
 
         The new key/value row is written into the cache here with a one-hot ``where``
         rather than by ``CachedMultiHeadAttention``'s own update, which uses
@@ -112,7 +118,7 @@ class ReportDecoder(keras.layers.Layer):
         The block then attends over the full cache with an explicit mask of the
         positions ``<= index``, exactly what its causal mask would allow.
         """
-        x = self._embed(token_ids, start_index=index)
+        x = self._embed(token_ids, start_index=index, condition=condition)
         max_steps = ops.shape(self_cache)[3]
         positions = ops.arange(max_steps)
         row = ops.equal(positions, index)[None, :, None, None]  # (1, S, 1, 1)
@@ -138,7 +144,7 @@ class ReportDecoder(keras.layers.Layer):
             new_caches.append(layer_cache)
         return self.logits(x)[:, 0, :], ops.stack(new_caches, axis=0)
 
-    def compute_output_shape(self, token_ids_shape, memory_shape=None):
+    def compute_output_shape(self, token_ids_shape, memory_shape=None, condition_shape=None):
         return (*token_ids_shape, self.vocab_size)
 
     def get_config(self):

@@ -28,6 +28,7 @@ from mtl_report.config import ModelConfig, TrainConfig, check_consistent
 from mtl_report.layers import (
     CrossModalAttention,
     CumulativeOrdinalHead,
+    FindingsGuide,
     MultiLabelHead,
     ReportDecoder,
     UnifiedDataBlock,
@@ -38,6 +39,25 @@ from mtl_report.models import backbones
 
 TABULAR_INPUTS = ("vitals", "vitals_mask", "gender", "ethnicity", "chief_complaint", "icd_title")
 OUTPUT_OF_TASK = {"text": "report", "acuity": "acuity", "findings": "findings"}
+#: Input of a findings-guided model (``ModelConfig.findings_guidance``): per finding 1, 0,
+#: or NaN (unknown: the findings head decides). Training feeds the labels; inference NaN.
+GUIDE_INPUT = "findings_guide"
+
+
+def complete_inputs(model: keras.Model, x: dict) -> dict:
+    """``x`` with an all-unknown ``findings_guide`` added where ``model`` takes one.
+
+    Inference callers (generate, evaluate, export) know no findings; the model then uses
+    its own findings head. Other inputs are left as they are.
+    """
+    names = model.input if isinstance(model.input, dict) else {}
+    if GUIDE_INPUT not in names or GUIDE_INPUT in x:
+        return x
+    import tensorflow as tf
+
+    width = names[GUIDE_INPUT].shape[-1]
+    batch = tf.shape(next(iter(v for k, v in x.items() if k != "report_tokens")))[0]
+    return {**x, GUIDE_INPUT: tf.fill(tf.stack([batch, width]), float("nan"))}
 
 
 @keras.saving.register_keras_serializable(package="mtl_report")
@@ -93,6 +113,8 @@ class AksoyModel(keras.Model):
             inputs["report_tokens"] = keras.Input(
                 (cfg.max_report_length - 1,), dtype="int32", name="report_tokens"
             )
+        if cfg.findings_guidance:
+            inputs[GUIDE_INPUT] = keras.Input((len(cfg.findings),), name=GUIDE_INPUT)
 
         # === Encoder ===
         visual = VisualEncoder(
@@ -126,6 +148,16 @@ class AksoyModel(keras.Model):
 
         # === Heads ===
         outputs = {}
+        findings_head = (
+            MultiLabelHead(len(cfg.findings), name="findings") if "findings" in cfg.tasks else None
+        )
+        findings = None
+        decoder_memory, condition = memory, None
+        if cfg.findings_guidance:  # the head first: the decoder reads its prediction
+            findings = findings_head(memory)
+            decoder_memory, condition = FindingsGuide(len(cfg.findings), d, name="findings_tokens")(
+                memory, findings, inputs[GUIDE_INPUT]
+            )
         if "text" in cfg.tasks:
             outputs["report"] = ReportDecoder(
                 int(vocabularies["report_vocab_size"]),
@@ -136,11 +168,11 @@ class AksoyModel(keras.Model):
                 cfg.num_decoder_layers,
                 cfg.dropout,
                 name="report",
-            )(inputs["report_tokens"], memory)
+            )(inputs["report_tokens"], decoder_memory, condition)
         if "acuity" in cfg.tasks:
             outputs["acuity"] = CumulativeOrdinalHead(name="acuity")(memory)
-        if "findings" in cfg.tasks:
-            outputs["findings"] = MultiLabelHead(len(cfg.findings), name="findings")(memory)
+        if findings_head is not None:
+            outputs["findings"] = findings if findings is not None else findings_head(memory)
 
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from model_helpers import FEATURE_SHAPE, VOCABS, batch
 
 from mtl_report.config import ConfigError, ModelConfig
-from mtl_report.models.aksoy import build_aksoy_model
+from mtl_report.models.aksoy import build_aksoy_model, complete_inputs
 from mtl_report.presets import PRESETS, expand, get_preset
 
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
@@ -27,7 +27,7 @@ def test_each_preset_builds_its_heads_and_has_a_finite_loss(preset):
     expected = {"text": "report", "acuity": "acuity", "findings": "findings"}
     assert set(model.output) == {expected[t] for t in PRESETS[preset]["tasks"]}
     x, y = batch(8, text="text" in model.tasks)
-    x = {k: v for k, v in x.items() if k in model.input}
+    x = complete_inputs(model, {k: v for k, v in x.items() if k in model.input})
     y = {k: v for k, v in y.items() if k in model.output}
     loss = model.compute_loss(x, y, model(x, training=False))
     assert np.isfinite(float(loss)) and float(loss) > 0
