@@ -52,3 +52,27 @@ def batch(n: int = 8, seed: int = 0, text: bool = True) -> tuple[dict, dict]:
         x["report_tokens"] = tf.constant(tokens[:, :-1])
         y["report"] = tf.constant(tokens[:, 1:])
     return x, y
+
+
+def assert_greedy_matches_recomputation(model, x: dict, start_id: int = 2, end_id: int = 3):
+    """Cached greedy decoding (``ReportGenerator``) writes, at every step, the argmax of a
+    full uncached forward pass over the prefix it has written (padding and [START] barred).
+    Returns the generated tokens."""
+    from mtl_report.decoding import DecodingConfig, ReportGenerator
+
+    gen = ReportGenerator(model, start_id, end_id, DecodingConfig(no_repeat_ngram_size=0))
+    tokens = gen(x)["tokens"]
+    n, length = tokens.shape
+    prefix = np.concatenate([np.full((n, 1), start_id), tokens], 1)[:, :length]
+    logits = model({**x, "report_tokens": tf.constant(prefix.astype("int32"))}, training=False)
+    logits = logits["report"].numpy()
+    logits[..., [0, start_id]] = -1e9
+    expected = logits.argmax(-1)
+    for i in range(n):
+        for t in range(length):
+            if tokens[i, t] == 0:
+                break
+            assert expected[i, t] == tokens[i, t], (i, t)
+            if tokens[i, t] == end_id:
+                break
+    return tokens
