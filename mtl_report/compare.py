@@ -30,7 +30,7 @@ import pandas as pd
 from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
 from mtl_report.evaluate import predict_split, read_predictions, score_predictions, score_run
-from mtl_report.presets import expand
+from mtl_report.presets import DEFAULT_COMPARISON, expand
 from mtl_report.run import MODEL_FILE, Run
 from mtl_report.training import prepare_features, train
 from preprocessing.io import load_prepared
@@ -76,7 +76,7 @@ def _write_table(df: pd.DataFrame, out: Path, name: str, title: str) -> str:
 def compare(
     data: str | Path,
     out: str | Path,
-    presets: str | Sequence[str] = "stl,mtl_eq,mtl_tp,mtl_uw",
+    presets: str | Sequence[str] = DEFAULT_COMPARISON,
     seeds: int = 1,
     *,
     model_config: ModelConfig | None = None,
