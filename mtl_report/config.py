@@ -57,9 +57,10 @@ class ModelConfig:
         text_feature_length: tokens kept of the chief complaint and of the ICD title.
         text_feature_vocab: vocabulary cap of the complaint/ICD embeddings.
         findings: names of the multi-label findings, in output order.
-        findings_guidance: the report decoder also reads one "present"/"absent" token per
-            finding (the labels in training, the findings head's thresholded prediction at
-            inference; :class:`~mtl_report.layers.FindingsGuide`). Needs the text and
+        findings_guidance: the report decoder is told the findings, as one "present" or
+            "absent" vector per finding in its memory and their sum added to its word
+            embeddings (the labels in training, the findings head's thresholded prediction
+            at inference; :class:`~mtl_report.layers.FindingsGuide`). Needs the text and
             findings heads. Not in the paper; preset ``mtl_tp_guided``.
     """
 

@@ -56,7 +56,7 @@ def encoder_model(model: keras.Model) -> keras.Model:
     heads' outputs (with findings guidance, the memory includes the findings tokens)."""
     inputs = {k: v for k, v in model.input.items() if k != "report_tokens"}
     n_shared = model.model_config.num_shared_layers
-    if getattr(model.model_config, "findings_guidance", False):
+    if model.model_config.findings_guidance:
         memory, condition = model.get_layer("findings_tokens").output
         outputs = {"memory": memory, "condition": condition}
     else:
