@@ -301,9 +301,6 @@ def train(
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if model.uncertainty_weighting:
         hist["learned_task_weights"] = model.learned_task_weights()
-    # EarlyStopping restored the best weights; save the final model explicitly so the run
-    # directory holds it even when no epoch improved on a checkpoint.
-    model.save(run_dir / MODEL_FILE)
     if val_data is not None and "findings" in model.output:
         thresholds = tune_findings_thresholds(model, val_data, model_config.findings)
         (run_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
@@ -311,7 +308,10 @@ def train(
             # At inference the decoder is told the head's findings at these cut-offs.
             cut = [thresholds["findings"][f] for f in model_config.findings]
             model.get_layer("findings_tokens").set_thresholds(cut)
-            model.save(run_dir / MODEL_FILE)
+    # EarlyStopping restored the best weights; save the final model (with the guidance
+    # cut-offs) explicitly so the run directory holds it even when no epoch improved on a
+    # checkpoint.
+    model.save(run_dir / MODEL_FILE)
     (run_dir / "history.json").write_text(json.dumps(hist, indent=2) + "\n")
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
     epochs_run = len(hist.get("loss", []))
