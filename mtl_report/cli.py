@@ -74,6 +74,7 @@ def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
         seed=args.seed,
         cleaning=_cleaning_config(args),
         progress=_progress_factory(not args.quiet),
+        overwrite=args.overwrite,
     )
     _print_dataset(args.out)
     return 0
@@ -96,6 +97,7 @@ def cmd_prepare_mimic(args: argparse.Namespace) -> int:
         config,
         reports_root=args.reports_root,
         progress=_progress_factory(not args.quiet),
+        overwrite=args.overwrite,
     )
     _print_dataset(args.out)
     return 0
@@ -117,6 +119,7 @@ def cmd_prepare_iu_xray(args: argparse.Namespace) -> int:
         seed=args.seed,
         config=_cleaning_config(args),
         progress=_progress_factory(not args.quiet),
+        overwrite=args.overwrite,
     )
     _print_dataset(args.out)
     return 0
@@ -132,6 +135,7 @@ def cmd_prepare_images(args: argparse.Namespace) -> int:
         seed=args.seed,
         use_source_split=args.use_source_split,
         progress=_progress_factory(not args.quiet),
+        overwrite=args.overwrite,
     )
     _print_dataset(args.out)
     return 0
@@ -140,9 +144,8 @@ def cmd_prepare_images(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 # train / evaluate / compare
 # --------------------------------------------------------------------------------------
-def _model_config(args: argparse.Namespace):
-    from mtl_report.config import ModelConfig
-
+def _model_overrides(args: argparse.Namespace) -> dict:
+    """The model-config fields the user gave (flags left out are absent, not defaults)."""
     kwargs = {}
     for name in ("backbone", "backbone_weights", "image_size", "hidden_dim", "max_report_length"):
         value = getattr(args, name, None)
@@ -150,7 +153,13 @@ def _model_config(args: argparse.Namespace):
             kwargs[name] = value
     if getattr(args, "fine_tune", False):
         kwargs["fine_tune_backbone"] = True
-    return ModelConfig(**kwargs)
+    return kwargs
+
+
+def _model_config(args: argparse.Namespace):
+    from mtl_report.config import ModelConfig
+
+    return ModelConfig(**_model_overrides(args))
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
@@ -206,22 +215,28 @@ def _add_decoding_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mtl_report.outputs import TRAINING_RUN, check_out
+
+    check_out(args.out, TRAINING_RUN, args.data, args.backbone_weights)
     from mtl_report.training import train
 
+    # Only the flags the user typed are passed (the parser's defaults are None): with
+    # --resume each must equal the run's saved setting, and a default must not count.
     result = train(
         args.data,
         args.out,
         args.preset,
-        model_config=_model_config(args),
         resume=args.resume,
         cache_dir=args.cache_dir,
         verbose=0 if args.quiet else "auto",
         seed=args.seed,
+        **_model_overrides(args),
         **_train_overrides(args),
     )
     last = {k: v[-1] for k, v in result.history.items() if isinstance(v, list) and v}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()))
-    print(f"trained {args.preset} for {result.epochs_run} epoch(s) -> {result.run_dir}")
+    resumed = f" (resumed at epoch {result.initial_epoch})" if result.initial_epoch else ""
+    print(f"trained {result.preset} for {result.epochs_run} epoch(s){resumed} -> {result.run_dir}")
     print(f"last epoch: {shown}")
     return 0
 
@@ -244,6 +259,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from mtl_report.outputs import COMPARISON, check_out
+
+    check_out(
+        args.out, COMPARISON, args.data, args.backbone_weights, args.bertscore_model, args.llm_path
+    )
     from mtl_report.compare import compare
 
     result = compare(
@@ -277,7 +297,24 @@ def _llm_config(args: argparse.Namespace):
         limit=args.limit,
         templates=str(args.templates) if args.templates else None,
         generation=_generation(args),
+        **_llm_limits(args),
     )
+
+
+def _llm_limits(args: argparse.Namespace) -> dict:
+    """``study_budget`` (default 4 × timeout × (retries + 1): every turn of a study, the
+    chain of thought, the report and a repair, at its worst, with room for the backoff) and
+    ``max_failures`` from the language-model flags."""
+    if not args.llm_timeout > 0:
+        raise CLIError(f"--llm-timeout must be > 0 seconds, got {args.llm_timeout:g}")
+    budget = args.llm_study_budget
+    if budget is None:
+        budget = 4 * args.llm_timeout * (max(args.llm_retries, 0) + 1)
+    if not budget > 0:
+        raise CLIError(f"--llm-study-budget must be > 0 seconds, got {budget:g}")
+    if args.llm_max_failures is not None and args.llm_max_failures < 0:
+        raise CLIError(f"--llm-max-failures must be >= 0, got {args.llm_max_failures}")
+    return {"study_budget": budget, "max_failures": args.llm_max_failures}
 
 
 def _generation(args: argparse.Namespace):
@@ -309,15 +346,27 @@ def _llm_compare_args(args: argparse.Namespace) -> dict:
     if not args.llm:
         return {}
     variants = parse_variants(args.llm, "--llm")
-    config = LLMReportConfig(k=args.k, seed=args.seed, generation=_generation(args))
+    config = LLMReportConfig(
+        k=args.k, seed=args.seed, generation=_generation(args), **_llm_limits(args)
+    )
     return {"llm": variants, "llm_config": config, "chat_model": _chat_model(args)}
 
 
 def cmd_llm_report(args: argparse.Namespace) -> int:
-    from mtl_report.llm_report import llm_ablation, llm_report
+    from mtl_report.outputs import LLM_REPORT, check_out
 
     if args.findings_from == "run" and args.run is None:
         raise CLIError("--run is required unless --findings-from labels")
+    check_out(
+        args.out,
+        LLM_REPORT,
+        args.data,
+        args.run,
+        args.templates,
+        args.llm_path,
+        args.bertscore_model,
+    )
+    from mtl_report.llm_report import llm_ablation, llm_report
     config = _llm_config(args)
     model = _chat_model(args)
     progress = _progress_factory(not args.quiet)
@@ -343,43 +392,114 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
     return 0
 
 
+VITAL_ALIASES = {
+    "hr": "heartrate",
+    "heart_rate": "heartrate",
+    "rr": "resprate",
+    "resp_rate": "resprate",
+    "spo2": "o2sat",
+    "temp": "temperature",
+}
+#: Longest free text (complaint, ICD title, ...) ``generate`` accepts; the model reads the
+#: first ``text_feature_length`` words (16) of it anyway.
+MAX_TEXT_CHARS = 1000
+
+
 def _parse_vitals(pairs: Sequence[str]) -> dict:
+    """``["hr=120", "o2sat=88"]`` → ``{"heartrate": 120.0, "o2sat": 88.0}``.
+
+    Raises:
+        CLIError: not ``name=value``, an unknown name (listing the valid ones), a name given
+            twice, or a value that is not a finite number.
+    """
+    import math
+
     from preprocessing.schema import VITALS
 
-    aliases = {
-        "hr": "heartrate",
-        "heart_rate": "heartrate",
-        "rr": "resprate",
-        "resp_rate": "resprate",
-        "spo2": "o2sat",
-        "temp": "temperature",
-    }
-    out = {}
+    out: dict[str, float] = {}
     for pair in pairs or ():
         if "=" not in pair:
             raise CLIError(f"--vitals expects name=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        key = aliases.get(key.strip().lower(), key.strip().lower())
+        key = VITAL_ALIASES.get(key.strip().lower(), key.strip().lower())
         if key not in VITALS:
-            raise CLIError(f"unknown vital {key!r}; use one of {', '.join(VITALS)}")
+            raise CLIError(
+                f"unknown vital {key!r}; use one of {', '.join(VITALS)} "
+                f"(or {', '.join(VITAL_ALIASES)})"
+            )
+        if key in out:
+            raise CLIError(f"--vitals {key} given twice")
         try:
-            out[key] = float(value)
+            number = float(value)
         except ValueError:
             raise CLIError(f"--vitals {key}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise CLIError(f"--vitals {key}: {value!r} is not a finite number")
+        out[key] = number
     return out
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from mtl_report.predict import ReportPredictor
+def _check_generate_args(args: argparse.Namespace) -> dict:
+    """Every argument of ``generate`` checked before the model load (tens of seconds), so
+    a typo fails at once. Returns the study's ED data.
 
-    predictor = ReportPredictor.from_run(args.run, _decoding_config(args))
-    study = {
-        **_parse_vitals(args.vitals),
-        "chief_complaint": args.complaint,
-        "icd_title": args.icd_title,
-        "gender": args.gender,
-        "ethnicity": args.ethnicity,
-    }
+    Raises:
+        CLIError: a bad vital, text, image path, decoding setting or --explain path.
+    """
+    study: dict = _parse_vitals(args.vitals)
+    for flag, text, key in (
+        ("--complaint", args.complaint, "chief_complaint"),
+        ("--icd-title", args.icd_title, "icd_title"),
+        ("--gender", args.gender, "gender"),
+        ("--ethnicity", args.ethnicity, "ethnicity"),
+    ):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CLIError(f"{flag}: not valid UTF-8 text") from None
+        if len(text) > MAX_TEXT_CHARS:
+            raise CLIError(f"{flag}: {len(text)} characters, at most {MAX_TEXT_CHARS}")
+        study[key] = text
+    image = Path(args.image)
+    if not image.exists():
+        raise CLIError(f"{image}: image file not found")
+    if not image.is_file():
+        raise CLIError(f"{image}: not a file")
+    try:
+        with open(image, "rb") as f:
+            if not f.read(1):
+                raise CLIError(f"{image}: empty file, not an image")
+    except OSError as exc:
+        raise CLIError(f"{image}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if args.beam is not None and args.beam < 1:
+        raise CLIError(f"--beam must be at least 1, got {args.beam}")
+    if args.no_repeat_ngram is not None and args.no_repeat_ngram < 0:
+        raise CLIError(f"--no-repeat-ngram must be 0 (off) or more, got {args.no_repeat_ngram}")
+    if args.explain is not None:
+        target = Path(args.explain)
+        if target.is_dir():
+            raise CLIError(f"--explain {target}: is a folder, give a PNG file name")
+        ancestor = target.parent  # created when missing; but not through a file
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if ancestor.exists() and not ancestor.is_dir():
+            raise CLIError(f"--explain {target}: {ancestor} is a file, not a folder")
+    return study
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from mtl_report.predict import ReportPredictor, ignored_vitals
+    from mtl_report.run import Run
+    from preprocessing.schema import VITALS
+
+    study = _check_generate_args(args)
+    run = Run.read(args.run)
+    run.check_reads_images()
+    ignored = ignored_vitals({k: v for k, v in study.items() if k in VITALS}, run.cleaning)
+    if ignored:
+        # Not an error (the model masks a missing vital), but never silent.
+        print(f"mtl-report: ignored implausible vitals: {', '.join(ignored)}", file=sys.stderr)
+    predictor = ReportPredictor(run, _decoding_config(args))
     result = predictor.predict([str(args.image)], [study])[0]
     if args.explain:
         from mtl_report.explain import explain_image
@@ -403,6 +523,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from mtl_report.outputs import MODEL_BASE_PATH, check_out
+
+    check_out(args.out, MODEL_BASE_PATH, args.run, args.warmup_image)
     from mtl_report.export import export_run
 
     print(f"mtl-report export: tracing {args.run} for TF Serving ...", flush=True)
@@ -414,6 +537,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         warmup_images=args.warmup_image or (),
         model_name=args.model_name,
         overwrite=args.overwrite,
+        **({"max_pixels": args.max_pixels} if args.max_pixels is not None else {}),
     )
     print(
         f"wrote {result.path} (version {result.version}, {result.warmup_requests} warm-up requests)"
@@ -435,6 +559,7 @@ def cmd_prepare_synthetic_classes(args: argparse.Namespace) -> int:
         seed=args.seed,
         image_size=args.image_size,
         progress=_progress_factory(not args.quiet),
+        overwrite=args.overwrite,
     )
     _print_dataset(args.out)
     return 0
@@ -487,7 +612,31 @@ def _stage(message: str) -> None:
     print(f"mtl-report classify: {message}", file=sys.stderr, flush=True)
 
 
+def _check_classify_out(args: argparse.Namespace) -> None:
+    """``classify --out``: a run / cv / baselines folder or a SavedModel of its own kind;
+    for ``evaluate`` a metrics file (never a directory, never an input)."""
+    from mtl_report import outputs
+    from preprocessing.outputs import check_not_input
+
+    if args.out is None:
+        return
+    inputs = outputs.path_inputs(args.data, args.run, args.backbone_weights)
+    if args.action == "evaluate":
+        check_not_input(args.out, inputs)
+        if args.out.is_dir():
+            raise CLIError(f"{args.out}: is a directory; classify evaluate --out takes a file")
+        return
+    kind = {
+        "train": outputs.CLASSIFIER_RUN,
+        "cv": outputs.CLASSIFIER_CV,
+        "baselines": outputs.CLASSIFIER_BASELINES,
+        "export": outputs.SAVED_MODEL,
+    }[args.action]
+    outputs.check_out(args.out, kind, inputs)
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
+    _check_classify_out(args)
     from mtl_report import classify
 
     verbose = 0 if args.quiet else 2
@@ -614,6 +763,9 @@ def _add_classify_parser(sub) -> None:
 # demo
 # --------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    from mtl_report.outputs import DEMO, check_out
+
+    check_out(args.out, DEMO, args.bertscore_model)
     from mtl_report.demo import DemoConfig, run_demo
 
     config = DemoConfig(
@@ -645,6 +797,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 def _add_common_prepare(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--out", type=Path, required=True, help="output dataset directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a prepared dataset already in --out (anything else there is refused)",
+    )
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of subsets and splits (0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -680,8 +837,30 @@ def _add_llm_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", help="model name for --llm-url")
     p.add_argument("--llm-path", type=Path, help="GGUF file for llama.cpp (default SmolLM2-135M)")
     p.add_argument("--llm-key-env", default="OPENAI_API_KEY", help="variable holding the API key")
-    p.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (60)")
+    p.add_argument(
+        "--llm-timeout",
+        type=float,
+        default=60.0,
+        help="seconds for a whole request: connect, headers and body (60); also the longest "
+        "Retry-After honoured",
+    )
     p.add_argument("--llm-retries", type=int, default=3, help="retries with backoff (3)")
+    p.add_argument(
+        "--llm-study-budget",
+        type=float,
+        metavar="SECONDS",
+        help="seconds for all the model calls of one study (chain of thought, report, "
+        "repair, retries); spent, the study is a counted failure. Default: 4 x timeout x "
+        "(retries + 1)",
+    )
+    p.add_argument(
+        "--llm-max-failures",
+        type=int,
+        metavar="N",
+        help="stop with an error once more than N studies failed (default: no limit; failed "
+        "studies are counted in metrics.json and warned about, and a run where all fail is "
+        "an error)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -777,10 +956,14 @@ def build_parser() -> argparse.ArgumentParser:
         "stl_findings, mtl_eq, mtl_tp, mtl_uw, mtl_tp_guided) and write a run directory.",
     )
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
-    p.add_argument("--preset", default="mtl_tp", help="training set-up (mtl_tp)")
+    p.add_argument("--preset", help="training set-up (mtl_tp; with --resume the run's)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--seed", type=int, default=0, help="training seed (0)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with its saved settings (flags given must match)",
+    )
+    p.add_argument("--seed", type=int, help="training seed (0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_model_args(p)
     p.set_defaults(func=cmd_train)
@@ -933,6 +1116,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="image file for the warm-up requests (repeatable; default: generated images)",
     )
     p.add_argument("--model-name", default="mtl_report", help="TF Serving model name")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help=(
+            "largest request image (width x height) decoded; larger ones are refused from "
+            "the header, before decoding (default: preprocessing.images.MAX_IMAGE_PIXELS, "
+            "50 megapixels)"
+        ),
+    )
     _add_decoding_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -981,6 +1174,39 @@ def _one_line_reason(exc: BaseException) -> str:
     return (useful or lines or [""])[0][:300]
 
 
+POSITIONAL_ARGS = {"image": "IMAGE", "action": "ACTION"}
+
+
+def _check_utf8_arguments(args: argparse.Namespace) -> None:
+    """Refuse an argument that is not valid UTF-8, naming it (CLIError).
+
+    Python decodes undecodable argv bytes to lone surrogates (surrogateescape). Text
+    arguments (complaint, vitals, URLs, names) end up in TensorFlow strings and JSON, and
+    path arguments end up in ``records.parquet`` / ``config.json`` and in TensorFlow file
+    reads: all of them hold UTF-8 only, and failed much later with "Error converting
+    unicode string" or a UnicodeEncodeError. So every argument must be valid UTF-8; a file
+    whose name is not can be renamed or linked under a UTF-8 name.
+    """
+    for dest, value in vars(args).items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(item, (str, Path)):
+                continue
+            text = os.fspath(item)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                name = POSITIONAL_ARGS.get(dest, "--" + dest.replace("_", "-"))
+                fix = (
+                    "rename the file or link it under a UTF-8 name"
+                    if isinstance(item, Path)
+                    else "give it as UTF-8 text"
+                )
+                raise CLIError(
+                    f"{name}: {os.fsencode(text)!r} is not valid UTF-8 ({fix}; paths and text "
+                    "are stored in Parquet/JSON and read by TensorFlow, which take UTF-8 only)"
+                ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up chatter (CUDA probing, CPU features) is noise for users.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -990,6 +1216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from preprocessing.errors import DataError
 
     try:
+        _check_utf8_arguments(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("mtl-report: interrupted", file=sys.stderr)
@@ -998,6 +1225,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"mtl-report: error: {exc}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    except OSError as exc:
+        # A file-system refusal naming a path (permission denied, disk full, a file where
+        # a folder is expected) is the user's environment, not a bug: say it in one line.
+        if args.debug or not exc.filename:
+            if args.debug:
+                raise
+            print(
+                f"mtl-report: error: {type(exc).__name__}: {_one_line_reason(exc)} "
+                "(rerun with --debug for details)",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL_ERROR
+        print(f"mtl-report: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_DATA_ERROR
     except Exception as exc:
         if args.debug:

@@ -31,7 +31,7 @@ from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
 from mtl_report.evaluate import predict_split, read_predictions, score_predictions, score_run
 from mtl_report.presets import DEFAULT_COMPARISON, expand
-from mtl_report.run import MODEL_FILE, Run
+from mtl_report.run import MODEL_FILE, Run, run_finished
 from mtl_report.training import prepare_features, train
 from preprocessing.io import load_prepared
 
@@ -117,7 +117,7 @@ def compare(
     for name in names:
         for seed in range(seeds):
             run_dir = out / "runs" / f"{name}_seed{seed}"
-            finished = (run_dir / "history.json").is_file() and not (run_dir / "backup").exists()
+            finished = run_finished(run_dir)
             if finished:  # a re-run of compare reuses what is already trained
                 model = None
             else:

@@ -121,13 +121,16 @@ def run_demo(
         raise DataError(f"the demo needs at least 100 studies (got {config.studies})")
     out = Path(out)
     data, compare_dir = out / "data", out / "compare"
+    # Written first: it marks ``out`` as a demo folder, so a re-run after a kill is let in
+    # (``mtl-report demo`` refuses a non-empty --out without it).
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     if _dataset_matches(data, config):
         echo(f"mtl-report demo: reusing the SYNTHETIC dataset in {data}")
     else:
         echo(f"mtl-report demo: preparing {config.studies} SYNTHETIC studies in {data}")
         prepare_synthetic(data, n_studies=config.studies, seed=config.seed, progress=progress)
     echo(dataset_summary(data))
-    (out / "demo_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     llm = _llm_variants(config.llm, echo)
     bertscore_model = _bertscore_model(config.bertscore_model, echo)
 

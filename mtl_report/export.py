@@ -5,8 +5,10 @@ layout) with Keras 3's :class:`keras.export.ExportArchive`. Every step from the 
 to the report runs in TensorFlow ops that a standard ``tensorflow/serving`` build has (no
 tensorflow-text, no XLA-only ops, no ``py_function``):
 
-- image bytes (PNG/JPEG/BMP/GIF, any size, gray or RGB) → :func:`mtl_report.inputs.decode_image`,
-  the very function the training pipeline and ``mtl-report generate`` use;
+- image bytes (PNG/JPEG/BMP/GIF, gray or RGB, from 32×32 up to ``max_pixels``, 50 MP by
+  default, ``export --max-pixels``; the size is read from the header and checked before
+  anything is decoded) → :func:`mtl_report.inputs.decode_image`, the very function the
+  training pipeline and ``mtl-report generate`` use;
 - vitals (NaN = missing) → plausibility ranges, °C typed as °F converted, diastolic ≥
   systolic dropped, min-max scaled with the train-split statistics of ``cleaning.json``;
 - gender / ethnicity → grouped and mapped to the train vocabulary;
@@ -30,8 +32,12 @@ Signatures (batch dimension first on every tensor):
     as above with ``image`` float32 ``(n, H, W, C)`` (C = 1, 3 or 4, values in [0, 255])
     instead of ``image_bytes``; resized in the graph like decoded bytes.
 
-Bad requests fail with ``INVALID_ARGUMENT`` from the graph (undecodable image bytes, inputs
-of different batch sizes, non-finite pixels, a batch of zero), never with garbage.
+Bad requests fail with ``INVALID_ARGUMENT`` from the graph (undecodable image bytes, an
+image over the pixel limit or with a side under 32 pixels, inputs of different batch sizes,
+non-finite pixels, a batch of zero), never with garbage. Image errors found before decoding
+name the instance (``image_bytes[3]: image too large: 20000x20000 = 400000000 pixels
+exceeds the limit of 50000000 pixels (export --max-pixels)``); an error the codec itself
+finds in the compressed data past a valid header carries the codec's message.
 
 ``assets.extra/tf_serving_warmup_requests`` holds a few real ``PredictionLog`` requests so
 that TF Serving traces and warms every signature at load time.
@@ -40,7 +46,6 @@ that TF Serving traces and warms every signature at load time.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -51,8 +56,18 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.decoding import DecodingConfig
-from preprocessing.cleaning import _ETHNICITY_PREFIXES, _GENDER, DEFAULT_VITAL_RANGES
+from preprocessing.cleaning import (
+    _ETHNICITY_PREFIXES,
+    _GENDER,
+    DEFAULT_VITAL_RANGES,
+    MAX_RAW_TEXT_CHARS,
+    MAX_TEXT_CHARS,
+    MISSING_TEXT,
+    prepared_abbreviations,
+)
 from preprocessing.errors import DataError
+from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from preprocessing.outputs import clean_stale, tmp_prefix
 from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, UNKNOWN, VITALS
 
 SERVING_DEFAULT = "serving_default"
@@ -62,19 +77,32 @@ FINDINGS_ASSET = "findings.txt"
 INFO_ASSET = "export_info.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 N_ACUITY_LEVELS = 5
-#: Free text longer than this (characters) is cut at a word boundary (as in inputs.py).
-MAX_TEXT_CHARS = 1000
+#: Appended to the serving graph's too-large message: how the limit is changed.
+_LIMIT_HINT = " (export --max-pixels)"
+
+
+def check_max_pixels(max_pixels: int) -> int:
+    """``max_pixels`` as int, or DataError: a pixel limit must allow the smallest image."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int | np.integer):
+        raise DataError(f"max_pixels must be an integer, got {max_pixels!r}")
+    if max_pixels < MIN_IMAGE_SIDE**2:
+        raise DataError(
+            f"max_pixels must be at least {MIN_IMAGE_SIDE**2} "
+            f"({MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}, the smallest image accepted), got {max_pixels}"
+        )
+    return int(max_pixels)
 
 # Python's ``\w`` and ``\s`` on str are Unicode-aware; RE2's are ASCII-only, so spell out
-# the Unicode classes to normalise text exactly like the pandas/``re`` path.
-_WORD = r"\p{L}\p{N}_"
+# the Unicode classes to normalise text exactly like the pandas/``re`` path (``[^\W_]``,
+# a letter or digit, is ``_ALNUM``).
 _SPACE = (
     r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
     r"\x{202f}\x{205f}\x{3000}"
 )
+_ALNUM = r"\p{L}\p{N}"
 # Abbreviation spans are marked with these control characters between the matching pass
-# and the expansion pass; any in the input are made spaces first (they are punctuation,
-# which the normalisation turns into spaces anyway).
+# and the expansion pass; none is left in the text by then (every character that is not a
+# letter, digit or "/" has become a space).
 _OPEN, _CLOSE = "\x02", "\x03"
 
 
@@ -95,54 +123,73 @@ def _re2_escape(text: str) -> str:
     return "".join(out)
 
 
-def _double_separators(text: str) -> str:
-    """Every character outside ``[\\w/]`` twice (see :func:`normalise_text_graph`)."""
-    return re.sub(r"([^\w/])", r"\1\1", text)
+def _key_pattern(key: str) -> str:
+    """RE2 pattern of a normalised key on text whose separators are tripled.
+
+    A key's space matches a tripled space or a tripled ``/``, its inner ``/`` a tripled
+    ``/``; a final ``/`` (``w/``) takes one copy only, leaving one for the boundary after
+    the key and one for the token that follows (see :func:`normalise_text_graph`).
+    """
+    body, tail = (key[:-1], "/") if key.endswith("/") else (key, "")
+    parts = ["(?:   |///)" if c == " " else "///" if c == "/" else _re2_escape(c) for c in body]
+    return "".join(parts) + tail
 
 
 def normalise_text_graph(text: tf.Tensor, abbreviations: Mapping[str, str]) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.normalise_text` (+ the 1000-char cut).
+    """Graph version of :func:`preprocessing.cleaning.normalise_text`, step for step.
 
-    ``text`` tf.string of any shape → same shape: lower-cased, runs of periods collapsed,
-    abbreviations expanded (whole tokens, longest first), punctuation and ``_`` → space,
-    whitespace collapsed and stripped, cut at a word boundary after
-    :data:`MAX_TEXT_CHARS` characters. Invalid UTF-8 is replaced (U+FFFD), not an error.
+    ``text`` tf.string of any shape → same shape: the first
+    :data:`~preprocessing.cleaning.MAX_RAW_TEXT_CHARS` characters, lower-cased, as tokens
+    with one separator (``" "`` or ``"/"``) between them, abbreviations expanded (whole
+    token runs, longest first, ``/`` a separator unless part of an entry), ``/`` → space,
+    cut at a word boundary to :data:`~preprocessing.cleaning.MAX_TEXT_CHARS` characters,
+    placeholders (:data:`~preprocessing.cleaning.MISSING_TEXT`) → ``""``. Invalid UTF-8 is
+    replaced (U+FFFD), not an error.
 
     Why it is built this way: Python matches abbreviations with look-behind/look-ahead
-    (``(?<![\\w/])key(?![\\w/])``), which RE2 lacks. A consuming boundary ``([^\\w/]|^)``
-    would eat the separator two adjacent abbreviations share (``"sob cp"``), so every
-    separator character is first doubled; one copy can then serve each neighbour. One
-    leftmost-first alternation pass (longest key first, as in Python) marks the spans,
-    and a literal pass per key swaps marked spans for expansions, so an expansion is never
-    expanded again: the same single-pass semantics as ``re.sub``.
+    (``(?<![^ /])key(?![^ /])``), which RE2 lacks. A consuming boundary ``(^|[ /])``
+    would eat the separator two adjacent abbreviations share (``"sob/cp"``), so every
+    separator is first tripled: one copy for the boundary after a key, one for the
+    boundary before the next, and one more for a key that ends in ``/`` itself (``w/``).
+    One leftmost-first alternation pass (keys in the priority order of
+    :func:`~preprocessing.cleaning.prepared_abbreviations`, as in Python) marks the key
+    spans; then one pass per key, in the same order, swaps each marked span its pattern
+    matches for the expansion (the first key in the order that matches a span is the one
+    that marked it), so an expansion is never expanded again: ``re.sub``'s single pass.
     """
     t = tf.strings.unicode_transcode(
         text, "UTF-8", "UTF-8", errors="replace", replace_control_characters=False
     )
+    t = tf.strings.substr(t, 0, MAX_RAW_TEXT_CHARS, unit="UTF8_CHAR")
+    # tf.strings.lower stops at a NUL byte (it is a separator anyway); İ and ς as in
+    # preprocessing.cleaning._separators.
+    t = tf.strings.regex_replace(t, r"\x00", " ")
+    t = tf.strings.regex_replace(t, r"\x{130}", "I")
     t = tf.strings.lower(t, encoding="utf-8")
-    t = tf.strings.regex_replace(t, r"\.{2,}", ".")
-    if abbreviations:
-        t = tf.strings.regex_replace(t, f"[{_OPEN}{_CLOSE}]", " ")
-        t = tf.strings.regex_replace(t, rf"([^{_WORD}/])", r"\1\1")
-        keys = sorted(abbreviations, key=len, reverse=True)
-        doubled = {k: _double_separators(k) for k in keys}
-        alternatives = "|".join(_re2_escape(doubled[k]) for k in keys)
+    t = tf.strings.regex_replace(t, r"\x{3c2}", "\u03c3")
+    t = tf.strings.regex_replace(t, rf"[^{_ALNUM}/]", " ")
+    t = tf.strings.regex_replace(t, r"[ /]*/[ /]*", "/")
+    t = tf.strings.regex_replace(t, r" {2,}", " ")
+    t = tf.strings.regex_replace(t, r"^ | $", "")
+    pairs = prepared_abbreviations(abbreviations)
+    if pairs:
+        t = tf.strings.regex_replace(t, r"([ /])", r"\1\1\1")
+        alternatives = "|".join(_key_pattern(k) for k, _ in pairs)
         t = tf.strings.regex_replace(
-            t, rf"(^|[^{_WORD}/])({alternatives})([^{_WORD}/]|$)", rf"\1{_OPEN}\2{_CLOSE}\3"
+            t, rf"(^|[ /])({alternatives})([ /]|$)", rf"\1{_OPEN}\2{_CLOSE}\3"
         )
-        for k in keys:
+        for key, expansion in pairs:
             t = tf.strings.regex_replace(
-                t,
-                _re2_escape(_OPEN + doubled[k] + _CLOSE),
-                abbreviations[k].replace("\\", "\\\\"),
+                t, f"{_OPEN}{_key_pattern(key)}{_CLOSE}", f" {expansion} ".replace("\\", "\\\\")
             )
-    t = tf.strings.regex_replace(t, rf"[^{_WORD}{_SPACE}]|_", " ")
-    t = tf.strings.regex_replace(t, rf"[{_SPACE}]+", " ")
+    t = tf.strings.regex_replace(t, r"[ /]+", " ")
     t = tf.strings.regex_replace(t, r"^ | $", "")
     long = tf.strings.length(t, unit="UTF8_CHAR") > MAX_TEXT_CHARS
     head = tf.strings.substr(t, 0, MAX_TEXT_CHARS, unit="UTF8_CHAR")
     head = tf.strings.regex_replace(head, r" [^ ]*$", "")
-    return tf.where(long, head, t)
+    t = tf.where(long, head, t)
+    placeholder = "|".join(_re2_escape(m) for m in MISSING_TEXT)
+    return tf.where(tf.strings.regex_full_match(t, placeholder), tf.constant(""), t)
 
 
 def _strip_upper(values: tf.Tensor) -> tf.Tensor:
@@ -267,10 +314,13 @@ class ServingGraph:
     :class:`keras.export.ExportArchive`.
     """
 
-    def __init__(self, run, decoding: DecodingConfig | None = None):
+    def __init__(
+        self, run, decoding: DecodingConfig | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+    ):
         from mtl_report.decoding import ReportGenerator
 
         self.run = run
+        self.max_pixels = check_max_pixels(max_pixels)
         self.model = run.load_model()
         cfg = run.model_config
         self.image_size = int(cfg.image_size)
@@ -322,14 +372,19 @@ class ServingGraph:
         n = self._check_batch(inputs, "image_bytes")
         size = self.image_size
 
-        def decode(contents):
+        def decode(item):
             from mtl_report.inputs import decode_image
 
-            return decode_image(contents, size, source="<request image_bytes>")
+            contents, index = item
+            # Every error names the instance: "image_bytes[3]: image too large: ..."
+            source = tf.strings.join(["image_bytes[", tf.strings.as_string(index), "]"])
+            return decode_image(
+                contents, size, source, max_pixels=self.max_pixels, limit_hint=_LIMIT_HINT
+            )
 
         images = tf.map_fn(
             decode,
-            inputs["image_bytes"],
+            (inputs["image_bytes"], tf.range(n)),
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         )
         raw = {k: inputs[k] for k in (*VITALS, *STRING_FEATURES)}
@@ -347,8 +402,21 @@ class ServingGraph:
                 ["image must be (batch, H, W, C) with C in 1..4, got shape", tf.shape(image)],
             ),
             tf.debugging.Assert(
-                (tf.shape(image)[1] > 0) & (tf.shape(image)[2] > 0),
-                ["image has an empty side, shape", tf.shape(image)],
+                tf.minimum(tf.shape(image)[1], tf.shape(image)[2]) >= MIN_IMAGE_SIDE,
+                [
+                    f"image too small: each side must be at least {MIN_IMAGE_SIDE} pixels, "
+                    "got shape",
+                    tf.shape(image),
+                ],
+            ),
+            tf.debugging.Assert(
+                tf.cast(tf.shape(image)[1], tf.int64) * tf.cast(tf.shape(image)[2], tf.int64)
+                <= self.max_pixels,
+                [
+                    f"image too large: more than {self.max_pixels} pixels"
+                    f"{_LIMIT_HINT}, got shape",
+                    tf.shape(image),
+                ],
             ),
             tf.debugging.Assert(
                 tf.reduce_all(tf.math.is_finite(image)),
@@ -541,6 +609,7 @@ def export_run(
     model_name: str = "mtl_report",
     overwrite: bool = False,
     verbose: bool = False,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> ExportResult:
     """Export a run directory as ``out_dir/<version>/`` for TF Serving.
 
@@ -554,6 +623,9 @@ def export_run(
         model_name: ``model_spec.name`` of the warm-up requests (TF Serving's ``--model_name``).
         overwrite: replace an existing version folder instead of failing.
         verbose: let Keras print the exported endpoints.
+        max_pixels: largest request image (width × height) the graph decodes, checked
+            from the header first; larger ones fail with ``INVALID_ARGUMENT`` naming the
+            batch index. Default :data:`preprocessing.images.MAX_IMAGE_PIXELS` (50 MP).
 
     Returns:
         :class:`ExportResult`.
@@ -575,6 +647,13 @@ def export_run(
     target = out_dir / str(version)
     if target.exists() and not overwrite:
         raise DataError(f"{target} exists; pick another --version or pass --overwrite")
+    if target.exists() and not (target / "saved_model.pb").is_file():
+        # --overwrite replaces an exported version, never a folder of the user's.
+        raise DataError(
+            f"{target}: not a SavedModel version (no saved_model.pb); "
+            "choose another --version or --out"
+        )
+    max_pixels = check_max_pixels(max_pixels)
     images = []
     for path in warmup_images:
         path = Path(path)
@@ -582,12 +661,12 @@ def export_run(
             raise DataError(f"{path}: warm-up image not found")
         images.append(path.read_bytes())
 
-    graph = ServingGraph(run, decoding)
+    graph = ServingGraph(run, decoding, max_pixels)
     if images:
         from mtl_report.inputs import load_image
 
         for path in warmup_images:  # fail here, naming the file, not at TF Serving's load
-            load_image(path, graph.image_size)
+            load_image(path, graph.image_size, max_pixels=graph.max_pixels)
     else:
         images = _default_warmup_images(graph.image_size)
 
@@ -603,7 +682,9 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     # Write next to the target and move into place, so TF Serving (which polls the base
     # path) never sees a half-written version.
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}.tmp", dir=out_dir))
+    # Staging folders carry the PID: those of killed exports are removed here.
+    clean_stale(out_dir, r"\d+")
+    staging = Path(tempfile.mkdtemp(prefix=tmp_prefix(str(version)), dir=out_dir))
     try:
         # No gradient functions: a serving graph is never differentiated (saves ~10% time).
         options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
@@ -619,6 +700,8 @@ def export_run(
             "findings": graph.findings if "findings_probs" in graph.outputs else [],
             "acuity_levels": list(range(1, N_ACUITY_LEVELS + 1)),
             "image_size": graph.image_size,
+            "max_pixels": graph.max_pixels,
+            "min_image_side": MIN_IMAGE_SIDE,
             "backbone": run.model_config.backbone,
             "fine_tuned_backbone": graph.backbone is None,
             "decoding": asdict(graph.decoding),
@@ -632,8 +715,8 @@ def export_run(
         with tf.io.TFRecordWriter(str(extra / WARMUP_FILE)) as writer:
             for record in logs:
                 writer.write(record)
-        if target.exists():
-            shutil.rmtree(target)
+        if target.exists():  # moved aside, not deleted first: the swap is two renames
+            target.rename(staging / "replaced")
         model_dir.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

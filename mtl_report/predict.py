@@ -7,20 +7,65 @@ Preprocessing runs as graph functions shared with the SavedModel export
 (:func:`mtl_report.inputs.decode_image`, :func:`mtl_report.export.tabular_inputs_graph`,
 tested equal to the pandas path of training), so ``generate`` and TF Serving give the same
 reports, and a batch-1 call costs little more than the backbone's forward pass.
+
+TensorFlow is imported by the functions that need it, not by this module: ``generate``
+checks its arguments (:func:`ignored_vitals`) in a fraction of a second, before the model
+load that takes tens of seconds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
 
-from mtl_report.decoding import DecodingConfig, ReportGenerator
 from mtl_report.run import Run
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from mtl_report.decoding import DecodingConfig
+
 FINDING_DEFAULT_THRESHOLD = 0.5
+
+
+def ignored_vitals(vitals: Mapping[str, float], cleaning: Mapping) -> list[str]:
+    """The vitals that a run's cleaning transform will treat as missing, one phrase each
+    (``"heartrate=900 (plausible 20-300)"``); empty when all are used.
+
+    The same rules as the serving graph (:func:`mtl_report.export.vitals_graph`) and the
+    pandas cleaning (:func:`preprocessing.cleaning.clean_vitals`), with the run's ranges
+    from ``cleaning.json``: non-finite values, values outside the plausible range (after
+    a 30-45 temperature is read as °C and converted), and a diastolic pressure not below
+    the systolic one. Why: the model masks a missing vital, so an implausible one is not
+    an error, but a user who typed it must be told it was not used.
+    """
+    from preprocessing.cleaning import DEFAULT_VITAL_RANGES
+
+    ranges = {k: tuple(r) for k, r in cleaning.get("vital_ranges", DEFAULT_VITAL_RANGES).items()}
+    out: list[str] = []
+    kept: dict[str, float] = {}
+    celsius = bool(cleaning.get("convert_celsius", True))
+    for name, raw in vitals.items():
+        value = float(raw)
+        x = value
+        if not math.isfinite(x):
+            out.append(f"{name}={value} (not a finite number)")
+            continue
+        if name == "temperature" and celsius and 30.0 <= x <= 45.0:
+            x = x * 9.0 / 5.0 + 32.0
+        low, high = ranges.get(name, DEFAULT_VITAL_RANGES[name])
+        if not low <= x <= high:
+            also = " °F, or 30-45 °C" if name == "temperature" and celsius else ""
+            out.append(f"{name}={value:g} (plausible {low:g}-{high:g}{also})")
+            continue
+        kept[name] = x
+    if "sbp" in kept and "dbp" in kept and kept["dbp"] >= kept["sbp"]:
+        out.append(f"sbp={kept['sbp']:g} and dbp={kept['dbp']:g} (diastolic not below systolic)")
+    return out
 
 
 def _number(value) -> float:
@@ -40,6 +85,8 @@ def _text(value) -> str:
 def raw_ed_tensors(studies: list[Mapping]) -> dict[str, tf.Tensor]:
     """ED-data dicts → the raw ``(n,)`` tensors of the serving signature: the six vitals
     float32 (missing → NaN) and the four strings (missing → ``""``)."""
+    import tensorflow as tf
+
     from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, VITALS
 
     out = {v: tf.constant([_number(s.get(v)) for s in studies], tf.float32) for v in VITALS}
@@ -52,6 +99,11 @@ class ReportPredictor:
     """Generate a report, acuity and findings for raw studies (image file + ED data)."""
 
     def __init__(self, run: Run, decoding: DecodingConfig | None = None):
+        import tensorflow as tf
+
+        from mtl_report.decoding import ReportGenerator
+
+        run.check_reads_images()  # before the model load: a missing file fails at once
         self.run = run
         self.model = run.load_model()
         self.tokenizer = run.tokenizer()
@@ -80,9 +132,9 @@ class ReportPredictor:
         self._tabular = tf.function(
             lambda raw: tabular_inputs_graph(raw, cleaning), reduce_retracing=True
         )
-        self._decode = tf.function(
-            lambda contents: decode_image(contents, size),
-            input_signature=[tf.TensorSpec([], tf.string)],
+        self._decode = tf.function(  # the size limits of decode_image apply (header check)
+            lambda contents, path: decode_image(contents, size, path),
+            input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)],
         )
 
     @classmethod
@@ -95,19 +147,24 @@ class ReportPredictor:
         Raises:
             DataError: naming the file when it is missing or cannot be decoded.
         """
+        import tensorflow as tf
+
         from preprocessing.errors import DataError
 
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: image file not found")
         try:
-            return self._decode(tf.constant(path.read_bytes())).numpy()
-        except tf.errors.OpError as exc:
-            reason = exc.message.splitlines()[0] if exc.message else type(exc).__name__
-            raise DataError(f"{path}: cannot decode image ({reason[:200]})") from None
+            return self._decode(tf.constant(path.read_bytes()), tf.constant(str(path))).numpy()
+        except tf.errors.OpError as exc:  # undecodable, too large or too small
+            from mtl_report.inputs import image_error
+
+            raise image_error(path, exc) from None
 
     def model_inputs(self, images: np.ndarray, studies: list[Mapping]) -> dict:
         """Model inputs from pixel arrays ``(n, S, S, 3)`` in [0, 255] and ED data dicts."""
+        import tensorflow as tf
+
         x = dict(self._tabular(raw_ed_tensors(list(studies))))
         if self.backbone is not None:
             x["image_features"] = self._features(tf.constant(images, tf.float32))

@@ -9,9 +9,12 @@ A run directory holds::
     thresholds.json      per-finding cut-offs chosen on the validation split (F1-optimal)
     tokenizer/           report tokenizer (vocabulary and settings)
     model.keras          the trained model (best weights when early stopping restored them)
-    history.json/.csv    per-epoch losses (total and per task)
+    history.json/.csv    per-epoch losses (total and per task), whole across a resume
     backup/              BackupAndRestore state while training (removed when done)
     logs/                TensorBoard
+
+``history.json`` is written last, when training has finished: a run directory that has it
+is finished (:func:`run_finished`) and ``train --resume`` refuses to train it again.
 """
 
 from __future__ import annotations
@@ -34,6 +37,24 @@ TOKENIZER_DIR = "tokenizer"
 CLEANING_FILE = "cleaning.json"
 BACKBONE_FILE = "backbone.weights.h5"
 THRESHOLDS_FILE = "thresholds.json"
+HISTORY_FILE = "history.json"
+HISTORY_CSV = "history.csv"
+BACKUP_DIR = "backup"
+
+
+def run_finished(root: Path) -> bool:
+    """Whether training of the run directory ``root`` ran to its end.
+
+    ``history.json`` is written last by :func:`mtl_report.training.train` (atomically), so
+    its presence is the finish marker. Runs written before that order was fixed left
+    ``model.keras`` without ``backup/`` once done (and during training ``backup/`` is written
+    before ``model.keras``), so that pair counts as finished as well: resuming such a run
+    would silently train it again from epoch 0.
+    """
+    root = Path(root)
+    if (root / HISTORY_FILE).is_file():
+        return True
+    return (root / MODEL_FILE).is_file() and not (root / BACKUP_DIR).exists()
 
 
 def word_vocabulary(texts: Iterable[str], max_size: int, min_count: int = 1) -> list[str]:
@@ -85,7 +106,31 @@ class Run:
 
     @property
     def cleaning(self) -> dict:
-        return json.loads((self.root / CLEANING_FILE).read_text())
+        path = self.root / CLEANING_FILE
+        if not path.is_file():
+            raise DataError(f"{self.root}: {CLEANING_FILE} missing (an incomplete run directory)")
+        return json.loads(path.read_text())
+
+    def _check_not_text_only(self) -> None:
+        if self.info.get("text_only"):
+            raise DataError(
+                f"{self.root}: trained on a text-only dataset (a report language model that "
+                "never saw an image); it cannot read images: generate and export need an "
+                "image run"
+            )
+
+    def check_reads_images(self) -> None:
+        """Fail now, before any model load, when the run cannot serve images: trained on
+        text only, or its model or frozen backbone weights missing.
+
+        Raises:
+            DataError: naming the reason.
+        """
+        self._check_not_text_only()
+        if not (self.root / MODEL_FILE).is_file():
+            raise DataError(f"{self.root}: no trained model ({MODEL_FILE} missing)")
+        if not self.model_config.fine_tune_backbone and not (self.root / BACKBONE_FILE).is_file():
+            raise DataError(f"{self.root}: {BACKBONE_FILE} missing (was the backbone fine-tuned?)")
 
     def findings_thresholds(self) -> list[float] | None:
         """Per-finding cut-offs chosen on the validation split (None: use 0.5)."""
@@ -99,12 +144,7 @@ class Run:
         """The frozen backbone the run was trained on (weights from the run directory)."""
         from mtl_report.models.backbones import build_backbone
 
-        if self.info.get("text_only"):
-            raise DataError(
-                f"{self.root}: trained on a text-only dataset (a report language model that "
-                "never saw an image); it cannot read images: generate and export need an "
-                "image run"
-            )
+        self._check_not_text_only()
         cfg = self.model_config
         backbone = build_backbone(cfg.backbone, cfg.image_size, None)
         path = self.root / BACKBONE_FILE

@@ -6,15 +6,24 @@ weights), ModelCheckpoint (best model), BackupAndRestore (a run killed mid-epoch
 with ``resume=True`` and loses at most that epoch), TensorBoard, CSVLogger, TerminateOnNaN.
 With more than one GPU visible (or explicit ``devices``) the model is built and trained under
 ``tf.distribute.MirroredStrategy``.
+
+Resuming continues an interrupted run with the settings it was started with: a finished run
+is refused ("already finished; nothing to resume"), and so are settings given explicitly
+that differ from the run's ``config.json`` (each named), so a resume can neither retrain a
+finished model from epoch 0 nor change a half-trained model's architecture or task weights.
+``history.csv`` and ``history.json`` cover the whole run, epochs before and after the resume.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,18 +31,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mtl_report.config import ModelConfig, TrainConfig
+from mtl_report.config import ConfigError, ModelConfig, TrainConfig
 from mtl_report.presets import get_preset
 from mtl_report.run import (
     BACKBONE_FILE,
+    BACKUP_DIR,
     CLEANING_FILE,
     CONFIG_FILE,
+    HISTORY_CSV,
+    HISTORY_FILE,
     MODEL_FILE,
     THRESHOLDS_FILE,
     TOKENIZER_DIR,
     VOCAB_FILE,
     Run,
     feature_vocabularies,
+    run_finished,
     write_run_config,
 )
 from mtl_report.schedules import LinearWarmup
@@ -45,10 +58,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
+    """What :func:`train` did. ``history`` and ``epochs_run`` cover the whole run, also the
+    epochs before a resume; ``initial_epoch`` is where this call started (0 unless resumed);
+    ``preset`` is the run's own (on a resume, the one it was started with)."""
+
     run_dir: Path
     history: dict
     model: keras.Model
     epochs_run: int
+    preset: str = "mtl_tp"
+    initial_epoch: int = 0
 
 
 def strategy_for(devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
@@ -144,10 +163,20 @@ def prepare_features(
 
 
 def _callbacks(run_dir: Path, train_config: TrainConfig, resume: bool, has_val: bool):
+    """The bookkeeping callbacks, in an order that matters for a kill between two of them:
+
+    - CSVLogger before BackupAndRestore: a kill between the two leaves a history row for an
+      epoch the backup does not hold, which the resume redoes and :func:`read_history`
+      de-duplicates (the other order would lose that row for good);
+    - BackupAndRestore before ModelCheckpoint, and the backup kept (``delete_checkpoint``
+      off) until :func:`train` has written ``history.json``: ``model.keras`` without
+      ``backup/`` then only exists once a run has finished (:func:`mtl_report.run.run_finished`).
+    """
     monitor = "val_loss" if has_val else "loss"
     return [
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=True),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_CSV), append=resume),
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR), delete_checkpoint=False),
         keras.callbacks.EarlyStopping(
             monitor=monitor,
             patience=train_config.patience,
@@ -157,15 +186,117 @@ def _callbacks(run_dir: Path, train_config: TrainConfig, resume: bool, has_val: 
         keras.callbacks.ModelCheckpoint(
             str(run_dir / MODEL_FILE), monitor=monitor, save_best_only=True, verbose=0
         ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
     ]
+
+
+#: Config fields a preset or the dataset sets: not the caller's to compare on a resume
+#: (a preset difference is reported as ``--preset``; alpha/beta/gamma given explicitly as
+#: overrides still are compared).
+_DERIVED_MODEL_FIELDS = frozenset({"tasks", "findings", "findings_guidance"})
+_DERIVED_TRAIN_FIELDS = frozenset({"preset", "alpha", "beta", "gamma", "uncertainty_weighting"})
+#: Command-line spelling of config fields whose flag is not simply ``--field-name``.
+_FLAGS = {"fine_tune_backbone": "--fine-tune"}
+MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def _flag(name: str) -> str:
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def _same(a, b) -> bool:
+    """Equal as configured values (a JSON round trip turns tuples into lists)."""
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return tuple(a) == tuple(b)
+    return a == b
+
+
+def resume_conflicts(
+    saved: Run,
+    preset: str | None,
+    model_config: ModelConfig | None,
+    train_config: TrainConfig | None,
+    model_overrides: Mapping,
+    train_overrides: Mapping,
+) -> list[str]:
+    """The settings asked for that differ from the run's ``config.json``, one phrase each
+    (``"--epochs 5 differs from the run's 10"``); empty when the resume may go ahead.
+
+    Only what the caller gave is compared: ``preset`` when not None, each override, and the
+    fields of a config object passed in (less those the preset or the dataset set). A
+    command line passes only the flags the user typed, so argparse defaults never count.
+    """
+    out: list[str] = []
+    saved_preset = saved.info.get("preset", saved.train_config.preset)
+    if preset is not None and preset != saved_preset:
+        out.append(f"--preset {preset} differs from the run's {saved_preset}")
+    checks: list[tuple[str, object, object]] = []
+    for given, saved_cfg, derived, overrides in (
+        (model_config, saved.model_config, _DERIVED_MODEL_FIELDS, model_overrides),
+        (train_config, saved.train_config, _DERIVED_TRAIN_FIELDS, train_overrides),
+    ):
+        asked = {}
+        if given is not None:
+            asked = {
+                f.name: getattr(given, f.name)
+                for f in dataclasses.fields(given)
+                if f.name not in derived
+            }
+        asked.update({k: v for k, v in overrides.items() if v is not None})
+        checks.extend((name, value, getattr(saved_cfg, name)) for name, value in asked.items())
+    for name, value, was in checks:
+        if not _same(value, was):
+            out.append(f"{_flag(name)} {_shown(value)} differs from the run's {_shown(was)}")
+    return out
+
+
+def read_history(path: Path) -> dict[str, list[float]] | None:
+    """Per-epoch values of ``history.csv`` as ``{metric: [epoch 0, 1, ...]}``, or None when
+    the file is missing, empty or unreadable.
+
+    An epoch logged twice (a kill between the CSV row and the backup, so the resume redid
+    it) keeps its last row, and the file is rewritten (atomically) without the duplicate.
+    """
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+            header = list(rows[0]) if rows else []
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return None
+    if not rows or "epoch" not in header:
+        return None
+    try:
+        by_epoch = {int(row["epoch"]): row for row in rows}
+        ordered = [by_epoch[e] for e in sorted(by_epoch)]
+        history = {k: [float(r[k]) for r in ordered] for k in header if k != "epoch"}
+    except (TypeError, ValueError):
+        return None
+    if ordered != rows:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(ordered)
+        os.replace(tmp, path)
+    return history
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    """Write JSON so that a kill leaves either the old file or the whole new one (the run's
+    ``history.json`` is its finish marker)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def train(
     data: str | Path | PreparedDataset,
     out: str | Path,
-    preset: str = "mtl_tp",
+    preset: str | None = None,
     *,
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -181,32 +312,66 @@ def train(
     Args:
         data: prepared dataset directory (or a loaded one).
         out: run directory (created; with ``resume`` an interrupted run in it continues).
-        preset: training set-up (``mtl_report.presets``).
+        preset: training set-up (``mtl_report.presets``; default ``mtl_tp``, or on a resume
+            the run's own).
         model_config, train_config: base configs; the preset sets tasks and weights.
-        overrides: train-config fields (``epochs=3``, ``batch_size=8``, ``alpha=...``).
+        resume: continue the interrupted run in ``out`` with its saved configuration.
+            Settings given here (``preset``, config objects, overrides) must equal the
+            saved ones: a difference is an error naming each, never silently ignored.
+        overrides: train-config fields (``epochs=3``, ``batch_size=8``, ``alpha=...``) or
+            model-config fields (``hidden_dim=64``, ``image_size=128``); None means unset.
 
     Returns:
-        The run directory, history, trained model (best weights) and epochs run.
+        The run directory, history (whole run), trained model (best weights), epochs run.
+
+    Raises:
+        DataError: ``out`` holds a finished run and ``resume`` is set ("already finished;
+            nothing to resume"), or an interrupted run and ``resume`` is not set.
+        ConfigError: unknown preset, inconsistent settings, or (``resume``) settings that
+            differ from the run's.
     """
     run_dir = Path(out)
+    model_overrides = {k: overrides.pop(k) for k in list(overrides) if k in MODEL_FIELDS}
+    model_overrides = {k: v for k, v in model_overrides.items() if v is not None}
+    saved: Run | None = None
     if resume and (run_dir / CONFIG_FILE).is_file():
-        # A resumed run continues with the configuration it was started with; flags given
-        # again are ignored, so a typo cannot change the architecture of a half-trained model.
+        if run_finished(run_dir):
+            raise DataError(f"{run_dir}: already finished; nothing to resume")
+        # A resumed run continues with the configuration it was started with. Settings
+        # given again must agree with it: a typo must neither change the architecture of a
+        # half-trained model nor be silently ignored.
         saved = Run.read(run_dir)
+        conflicts = resume_conflicts(
+            saved, preset, model_config, train_config, model_overrides, overrides
+        )
+        if conflicts:
+            raise ConfigError(
+                f"{run_dir}: cannot resume with other settings: {'; '.join(conflicts)} "
+                "(omit them to continue the run as it was started, or train a new run "
+                "into another --out)"
+            )
         preset, model_config, train_config = (
-            saved.info.get("preset", preset),
+            saved.info.get("preset", saved.train_config.preset),
             saved.model_config,
             saved.train_config,
         )
-        overrides = {}
+        overrides, model_overrides = {}, {}
+    preset = preset or "mtl_tp"
+    if model_overrides:
+        model_config = replace(model_config or ModelConfig(), **model_overrides)
     # Configuration problems surface before any data is read or any training starts.
     model_config, train_config = get_preset(preset, model_config, train_config, **overrides)
     ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
     if ds.kind != "report":
         raise DataError(f"{ds.root}: a {ds.kind} dataset cannot train the multi-task model")
+    if saved is not None:
+        _check_same_data(run_dir, saved, ds)
     model_config = replace(model_config, findings=tuple(ds.findings))
+    train_rec = ds.split("train")
+    if train_rec.empty:  # before the run directory exists: a refused run leaves nothing
+        raise DataError(f"{ds.root}: no studies in the train split")
     if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        if (run_dir / "backup").exists():
+        if (run_dir / BACKUP_DIR).exists():
             raise DataError(f"{run_dir}: holds an interrupted run; pass --resume to continue it")
         raise DataError(f"{run_dir}: not empty (choose another --out)")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,9 +382,6 @@ def train(
     from mtl_report.inputs import make_dataset
     from mtl_report.text import ReportTokenizer
 
-    train_rec = ds.split("train")
-    if train_rec.empty:
-        raise DataError(f"{ds.root}: no studies in the train split")
     tokenizer = ReportTokenizer(max_length=model_config.max_report_length).fit(
         train_rec["report"].tolist()
     )
@@ -298,7 +460,11 @@ def train(
         verbose=verbose,
         shuffle=False,
     )
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    # The whole run's history: the CSV also holds the epochs before a resume (History only
+    # the epochs of this call).
+    hist = read_history(run_dir / HISTORY_CSV) or {
+        k: [float(v) for v in vals] for k, vals in history.history.items()
+    }
     if model.uncertainty_weighting:
         hist["learned_task_weights"] = model.learned_task_weights()
     if val_data is not None and "findings" in model.output:
@@ -312,10 +478,35 @@ def train(
     # cut-offs) explicitly so the run directory holds it even when no epoch improved on a
     # checkpoint.
     model.save(run_dir / MODEL_FILE)
-    (run_dir / "history.json").write_text(json.dumps(hist, indent=2) + "\n")
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    # Last: history.json marks the run finished (run_finished); only then is the backup,
+    # which a kill before this point resumes from, removed.
+    _write_json_atomic(run_dir / HISTORY_FILE, hist)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
     epochs_run = len(hist.get("loss", []))
-    return TrainResult(run_dir=run_dir, history=hist, model=model, epochs_run=epochs_run)
+    return TrainResult(
+        run_dir=run_dir,
+        history=hist,
+        model=model,
+        epochs_run=epochs_run,
+        preset=preset,
+        initial_epoch=history.epoch[0] if history.epoch else epochs_run,
+    )
+
+
+def _check_same_data(run_dir: Path, saved: Run, ds: PreparedDataset) -> None:
+    """A resume on another dataset would refit the tokenizer and vocabularies under the
+    half-trained weights: refuse when the dataset's source or train-split size differ from
+    those recorded in the run's ``config.json``."""
+    was = saved.info.get("data") or {}
+    n_train = len(ds.split("train"))
+    now = {"source": ds.metadata.get("source"), "n_train": n_train}
+    differs = [k for k in now if k in was and was[k] != now[k]]
+    if differs:
+        shown = ", ".join(f"{k} {now[k]} (the run's {was[k]})" for k in differs)
+        raise ConfigError(
+            f"{run_dir}: cannot resume with other settings: --data {ds.root} is not the "
+            f"dataset the run was started on ({was.get('root')}): {shown}"
+        )
 
 
 def tune_findings_thresholds(model: keras.Model, val_data, findings) -> dict:

@@ -133,11 +133,16 @@ def clean_vitals(
 
 
 def fit_minmax(train: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -> dict:
-    """Min and max of each vital over the train split (plausible range when none observed)."""
+    """Min and max of each vital over the train split (plausible range when none observed).
+
+    Only finite values inside the plausible range count (the split is cleaned already;
+    this keeps the statistics finite, with ``lo < hi``, whatever reaches it).
+    """
     stats = {}
     for vital in VITALS:
-        values = pd.to_numeric(train[vital], errors="coerce").dropna()
+        values = pd.to_numeric(train[vital], errors="coerce").astype("float64")
         low, high = ranges.get(vital, DEFAULT_VITAL_RANGES[vital])
+        values = values[values.between(low, high)]
         lo, hi = (float(values.min()), float(values.max())) if len(values) else (low, high)
         if not hi > lo:  # a constant column would divide by zero
             lo, hi = lo - 0.5, hi + 0.5
@@ -146,11 +151,14 @@ def fit_minmax(train: pd.DataFrame, ranges: Mapping[str, tuple[float, float]]) -
 
 
 def apply_minmax(df: pd.DataFrame, stats: Mapping[str, Sequence[float]]) -> pd.DataFrame:
-    """Scale vitals to [0, 1] with train statistics; values beyond are clipped, NaN stays NaN."""
+    """Scale vitals to [0, 1] with train statistics; values beyond are clipped, missing or
+    non-numeric values and ±inf (not a measurement) are NaN."""
     out = pd.DataFrame(index=df.index)
     for vital in VITALS:
         lo, hi = stats[vital]
-        out[vital] = ((df[vital].astype("float64") - lo) / (hi - lo)).clip(0.0, 1.0)
+        values = pd.to_numeric(df[vital], errors="coerce").astype("float64")
+        values = values.where(np.isfinite(values)).clip(lo, hi)
+        out[vital] = ((values - lo) / (hi - lo)).clip(0.0, 1.0)
     return out
 
 
@@ -219,8 +227,55 @@ def apply_categories(
 # --------------------------------------------------------------------------------------
 # Free text: chief complaint and ICD title
 # --------------------------------------------------------------------------------------
+#: Normalised text is cut to at most this many characters, at a word boundary (the model
+#: reads a few dozen tokens; the bound keeps every downstream buffer small).
+MAX_TEXT_CHARS = 1000
+#: Only this many characters of the raw text are read: a bound on the work one field costs
+#: (a 10 MB "complaint" is not read whole, neither here nor in the serving graph).
+MAX_RAW_TEXT_CHARS = 10 * MAX_TEXT_CHARS
+#: Normalised texts that say "no complaint recorded"; they become missing (``""``).
+#: ``UNKNOWN-CC`` is MIMIC-IV-ED's placeholder (→ ``"unknown cc"``); de-identified ``___``
+#: and a lone ``?`` normalise to ``""`` by themselves.
+MISSING_TEXT: tuple[str, ...] = (
+    "unknown cc",
+    "unknown chief complaint",
+    "unknown",
+    "unk",
+    "none",
+    "n a",
+    "na",
+    "not applicable",
+    "not available",
+)
+
+
+def _separators(text: pd.Series) -> pd.Series:
+    """Lower-cased text as letter/digit tokens with one separator, ``" "`` or ``"/"``, between.
+
+    Every character that is not a letter, digit or ``/`` (punctuation, ``_``, whitespace,
+    control characters) is a space; a run of separators holding a ``/`` is one ``/``.
+    Lower-casing is made the same everywhere (Python's ``str.lower``, pyarrow's, ICU's in
+    the serving graph): ``İ`` is ``i`` (not ``i`` + combining dot) and a final ``ς`` is
+    ``σ`` (context-free, as pyarrow does it).
+    """
+    text = text.str.replace("\u0130", "I", regex=False).str.lower()
+    text = text.str.replace("\u03c2", "\u03c3", regex=False)
+    text = text.str.replace(r"[^\w/]|_", " ", regex=True)
+    text = text.str.replace(r"[ /]*/[ /]*", "/", regex=True)
+    text = text.str.replace(r" {2,}", " ", regex=True)
+    return text.str.replace(r"^ | $", "", regex=True)
+
+
+def _token_text(text: str) -> str:
+    return _separators(pd.Series([text], dtype="string")).iloc[0]
+
+
 def load_abbreviations(extra_files: Iterable[str | Path] = ()) -> dict[str, str]:
-    """Built-in abbreviation table merged with user tables (later files win)."""
+    """Built-in abbreviation table merged with user tables (later files win).
+
+    An abbreviation must start with a letter or digit once normalised (``"+ve"`` is the
+    token ``ve``); one that normalises to nothing or starts with ``/`` is an error.
+    """
     table: dict[str, str] = {}
     for path in (ABBREVIATIONS_FILE, *extra_files):
         path = Path(path)
@@ -232,31 +287,88 @@ def load_abbreviations(extra_files: Iterable[str | Path] = ()) -> dict[str, str]
             parts = line.split("\t")
             if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
                 raise DataError(f"{path}:{lineno}: expected 'abbreviation<TAB>expansion'")
+            key = _token_text(parts[0])
+            if not key or key.startswith("/"):
+                raise DataError(
+                    f"{path}:{lineno}: abbreviation {parts[0].strip()!r} must start with a "
+                    "letter or digit"
+                )
             table[parts[0].strip().lower()] = parts[1].strip().lower()
     return table
 
 
 @lru_cache(maxsize=8)
-def _abbreviation_regex(keys: tuple[str, ...]) -> re.Pattern:
-    # Longest first so that "n/v/d" wins over "n/v"; tokens end at space or punctuation
-    # other than the "/" that abbreviations themselves use.
-    alternatives = "|".join(re.escape(k) for k in sorted(keys, key=len, reverse=True))
-    return re.compile(rf"(?<![\w/])(?:{alternatives})(?![\w/])")
+def _prepared(items: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    pairs: dict[str, str] = {}
+    for key, expansion in items:
+        key = _token_text(key)
+        if key and not key.startswith("/"):  # tables of old runs are not re-validated
+            pairs[key] = _token_text(expansion).replace("/", " ")
+    return tuple(sorted(pairs.items(), key=lambda kv: (-len(kv[0]), kv[0])))
+
+
+def prepared_abbreviations(abbreviations: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``(key, expansion)`` pairs as the matcher uses them, in matching priority.
+
+    Keys and expansions are put in the normalised form of the text (:func:`_separators`;
+    expansions with ``/`` as a space, so an expansion is already normalised text); longer
+    keys come first (``n/v/d`` before ``n/v``), then alphabetical order. Two raw keys with
+    the same normalised form (``a-fib``, ``a fib``) keep the later one. The serving graph
+    (:func:`mtl_report.export.normalise_text_graph`) builds its matcher from these pairs.
+    """
+    return _prepared(tuple(abbreviations.items()))
+
+
+@lru_cache(maxsize=8)
+def _abbreviation_regex(pairs: tuple[tuple[str, str], ...]) -> re.Pattern:
+    # One capturing group per key, in priority order: leftmost-first alternation picks the
+    # longest key at each position and ``lastindex`` says which key matched. A key's space
+    # also matches "/" ("a/fib"); its "/" only matches "/". A key is a whole token run: not
+    # preceded by a letter or digit, nor followed by one unless it ends with "/" ("w/cp").
+    alternatives = []
+    for key, _ in pairs:
+        body = "".join("[ /]" if c == " " else re.escape(c) for c in key)
+        alternatives.append(f"({body})" if key.endswith("/") else f"({body})(?![^ /])")
+    return re.compile(rf"(?<![^ /])(?:{'|'.join(alternatives)})")
+
+
+def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    return cut.rsplit(" ", 1)[0] if " " in cut else cut
 
 
 def normalise_text(values: pd.Series, abbreviations: Mapping[str, str]) -> pd.Series:
-    """Lower-case, collapse repeated periods, expand abbreviations, strip punctuation.
+    """Lower-case, expand abbreviations, strip punctuation, bound the length.
 
-    ``"SOB, CP.."`` → ``"shortness of breath chest pain"``; ``"s/p Fall"`` → ``"status post
-    fall"``. Missing or empty text becomes ``""`` (the model treats it as an absent modality).
+    ``"SOB, CP.."`` → ``"shortness of breath chest pain"``; ``"s/p Fall"`` → ``"status
+    post fall"``; ``"LETHARGY/SOB"`` → ``"lethargy shortness of breath"``. Steps:
+
+    1. only the first :data:`MAX_RAW_TEXT_CHARS` characters are read; lower-cased;
+    2. tokens are runs of letters and digits; between them one separator, ``"/"`` where
+       the original had a slash, else a space (:func:`_separators`);
+    3. abbreviations are whole token runs, longest first, in one pass (an expansion is
+       never expanded again): a ``/`` separates tokens (``sob/abnl labs``) unless it is
+       part of a table entry (``s/p``, ``n/v/d``, ``w/``);
+    4. every ``/`` becomes a space; the text is cut at a word boundary to at most
+       :data:`MAX_TEXT_CHARS` characters;
+    5. a placeholder for "no complaint" (:data:`MISSING_TEXT`, e.g. ``UNKNOWN-CC``) and
+       missing or blank text become ``""`` (the model treats it as an absent modality).
+
+    The result is a fixed point (normalising it again changes nothing) for any table whose
+    expansions hold no entry; the built-in one is such a table (tested). The serving graph
+    repeats these steps exactly (:func:`mtl_report.export.normalise_text_graph`).
     """
-    text = values.astype("string").fillna("").str.lower()
-    text = text.str.replace(r"\.{2,}", ".", regex=True)
-    if abbreviations:
-        pattern = _abbreviation_regex(tuple(abbreviations))
-        text = text.str.replace(pattern, lambda m: abbreviations[m.group(0)], regex=True)
-    text = text.str.replace(r"[^\w\s]|_", " ", regex=True)
-    text = text.str.replace(r"\s+", " ", regex=True).str.strip()
+    text = values.astype("string").fillna("").str.slice(0, MAX_RAW_TEXT_CHARS)
+    text = _separators(text)
+    pairs = prepared_abbreviations(abbreviations)
+    if pairs:
+        pattern = _abbreviation_regex(pairs)
+        text = text.str.replace(pattern, lambda m: f" {pairs[m.lastindex - 1][1]} ", regex=True)
+    text = text.str.replace(r"[ /]+", " ", regex=True).str.strip(" ")
+    text = text.map(_cut, na_action="ignore").astype("string")
+    text = text.where(~text.isin(MISSING_TEXT), "")
     return text.astype(object)
 
 

@@ -19,8 +19,9 @@ Decisions, each counted in the cohort log:
   images twice, once with ``source_split`` train and once val. When they disagree on label
   or subject, the ground truth is ambiguous and *all* rows of that image are dropped
   ("image listed with conflicting labels or subject ids").
-- **Image files** are checked to exist and, unless ``verify=False``, decoded once
-  (:func:`preprocessing.images.verify_images`).
+- **Image files** are checked to exist and, unless ``verify=False``, size-checked from
+  the header ("image too large" over 50 MP, "image too small" under 32 pixels a side)
+  and decoded once (:func:`preprocessing.images.verify_images`).
 - **Split** by patient (:func:`preprocessing.splits.split_by_patient`), stratified by label,
   so no subject is in two splits. With ``use_source_split=True`` the table's
   ``source_split`` is used instead, but a subject still goes whole to one split: the split
@@ -43,8 +44,9 @@ import pandas as pd
 
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
-from preprocessing.images import verify_images
-from preprocessing.io import atomic_dir, read_table, write_prepared
+from preprocessing.images import drop_masks, verify_images
+from preprocessing.io import read_table, write_prepared
+from preprocessing.outputs import atomic_dir, check_prepared_out
 from preprocessing.reports import clean_section
 from preprocessing.schema import SPLITS
 from preprocessing.splits import DEFAULT_FRACTIONS, split_by_patient
@@ -197,6 +199,7 @@ def prepare_image_table(
     use_source_split: bool = False,
     verify: bool = True,
     progress: Progress | None = None,
+    overwrite: bool = True,
 ) -> CohortLog:
     """Prepare a classification dataset from an ``image, label, subject_id`` table.
 
@@ -208,18 +211,26 @@ def prepare_image_table(
         seed: seed of the patient-level split.
         fractions: train/val/test fractions of images.
         use_source_split: take the split from ``source_split`` (subjects kept whole).
-        verify: decode every image once to drop corrupt or truncated files.
+        verify: decode every image once to drop corrupt or truncated files, and drop
+            images outside the size limits (:mod:`preprocessing.images`).
         progress: factory ``progress(description, total) -> update(n)``, or ``None``.
+        overwrite: replace an existing prepared dataset in ``out`` (never anything else;
+            see :func:`preprocessing.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also written to ``out/cohort_log.json``).
 
     Raises:
-        DataError: missing table or column, unknown split name.
+        DataError: missing table or column, unknown split name, no rows, an output that
+            is or holds an input or the user's files.
     """
     csv = Path(csv).absolute()
     out = Path(out).absolute()
+    inputs = [csv, images]
+    check_prepared_out(out, inputs, overwrite)
     table = read_image_table(csv, use_source_split)
+    if table.empty:
+        raise DataError(f"{csv}: no studies (the table has a header but no rows)")
     log = CohortLog("image_table", unit="images")
     log.start(f"rows in {csv.name}", len(table))
 
@@ -252,10 +263,7 @@ def prepare_image_table(
     table = log.filter(
         "image files",
         table,
-        {
-            "image file missing": status == "missing",
-            "image file corrupt or truncated": status == "corrupt",
-        },
+        drop_masks(status),
     )
 
     records = pd.DataFrame(
@@ -287,7 +295,7 @@ def prepare_image_table(
 
     classes = sorted(records["label"].unique())
     counts = class_counts(records, classes)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite, inputs) as tmp:
         records["image_path"] = relative_to_out(records["image_path"], [tmp, out])
         metadata = {
             "kind": "classification",

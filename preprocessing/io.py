@@ -10,17 +10,15 @@ Prepared dataset (DESIGN.md contract): a directory with
   statistics, category vocabularies, abbreviations), so inference applies the same one.
 
 Outputs are written to a temporary sibling directory and renamed at the end, so an interrupted
-run never leaves a half-written dataset behind.
+run never leaves a half-written dataset behind (:func:`preprocessing.outputs.atomic_dir`, which
+also refuses outputs holding the user's files or inputs, and recovers after a kill).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import pandas as pd
 
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
+from preprocessing.outputs import atomic_dir  # noqa: F401 - re-exported (older imports)
 from preprocessing.schema import RECORD_COLUMNS, SPLITS
 
 FORMAT_VERSION = 1
@@ -67,30 +66,6 @@ def read_table(
         return pd.read_csv(path, dtype=dtype, low_memory=False, **kwargs)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"{path}: cannot read as CSV ({exc})") from exc
-
-
-@contextlib.contextmanager
-def atomic_dir(out: Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``out`` only when the block succeeds."""
-    out = Path(out).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out}: already exists (pass --overwrite to replace it)")
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
@@ -159,6 +134,17 @@ def write_prepared(
     """
     out = Path(out)
     metadata = {"kind": "report", **metadata}
+    if records.empty:
+        # Why here: every preparer ends in this function, so none can write a 0-study
+        # dataset that only fails later (or trains nothing) with exit code 0.
+        dropped = cohort.dropped_total()
+        if cohort.rows_in == 0 or not dropped:
+            raise DataError(f"no studies: the {cohort.source} input has no rows")
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items()))
+        raise DataError(
+            f"no studies: all {cohort.rows_in} {cohort.unit} of the {cohort.source} input "
+            f"were dropped ({reasons})"
+        )
     _check_records(records, metadata, str(out))
     required = _required_columns(metadata)
     extra = [c for c in records.columns if c not in required]
@@ -178,8 +164,20 @@ def load_prepared(root: Path) -> PreparedDataset:
     for name in ("records.parquet", "dataset.json", "cleaning.json", "cohort_log.json"):
         if not (root / name).is_file():
             raise DataError(f"{root}: not a prepared dataset ({name} missing)")
-    metadata = json.loads((root / "dataset.json").read_text())
-    records = pd.read_parquet(root / "records.parquet")
+    try:
+        metadata = json.loads((root / "dataset.json").read_text())
+        cleaning = json.loads((root / "cleaning.json").read_text())
+        cohort = CohortLog.read(root / "cohort_log.json")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{root}: corrupt prepared dataset (a JSON file is unreadable: {exc}); re-run prepare"
+        ) from exc
+    try:
+        records = pd.read_parquet(root / "records.parquet")
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError / ValueError, by engine
+        raise DataError(
+            f"{root}: corrupt prepared dataset (records.parquet unreadable); re-run prepare"
+        ) from exc
     _check_records(records, metadata, str(root))
     paths = records["image_path"]
     has_path = paths.notna() & (paths != "")
@@ -190,6 +188,6 @@ def load_prepared(root: Path) -> PreparedDataset:
         root=root,
         records=records,
         metadata=metadata,
-        cleaning=json.loads((root / "cleaning.json").read_text()),
-        cohort=CohortLog.read(root / "cohort_log.json"),
+        cleaning=cleaning,
+        cohort=cohort,
     )

@@ -67,8 +67,9 @@ from preprocessing.image_table import (
     relative_to_out,
     resolve_image_paths,
 )
-from preprocessing.images import verify_images
-from preprocessing.io import atomic_dir, read_table, write_prepared
+from preprocessing.images import drop_masks, verify_images
+from preprocessing.io import read_table, write_prepared
+from preprocessing.outputs import atomic_dir, check_prepared_out
 from preprocessing.reports import clean_section
 from preprocessing.schema import (
     CHEXPERT_LABELS,
@@ -407,6 +408,7 @@ def prepare_iu_xray(
     r2gen_split: Path | None = None,
     progress: Progress | None = None,
     findings_map: Path | None = None,
+    overwrite: bool = True,
 ) -> CohortLog:
     """Prepare IU X-ray in the report format (see the module docstring for the layouts).
 
@@ -425,6 +427,8 @@ def prepare_iu_xray(
             ``kaggle``); default for ``kaggle``: ``r2gen_split.csv`` beside ``csv`` if there.
         progress: factory ``progress(description, total) -> update(n)``, or ``None``.
         findings_map: MeSH → finding rules (default ``preprocessing/data/iu_findings_map.tsv``).
+        overwrite: replace an existing prepared dataset in ``out`` (never anything else;
+            see :func:`preprocessing.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also written to ``out/cohort_log.json``).
@@ -441,6 +445,8 @@ def prepare_iu_xray(
     layout = "r2gen" if annotation is not None else detect_layout(source)
     images = Path(images).absolute() if images is not None else None
     findings_map = Path(findings_map) if findings_map else FINDINGS_MAP_FILE
+    inputs = [source, images, projections, r2gen_split, findings_map, *config.abbreviation_files]
+    check_prepared_out(out, inputs, overwrite)
     rules = load_findings_map(findings_map)
 
     if layout == "r2gen":
@@ -459,6 +465,8 @@ def prepare_iu_xray(
 
     log = CohortLog("iu_xray")
     log.info.update({"layout": layout, "input": str(source), "text_only": text_only})
+    if raw.empty:
+        raise DataError(f"{source}: no studies (the table has no rows)")
     log.start(f"studies in {source.name}", len(raw))
     raw = log.filter(
         "unique study ids",
@@ -478,10 +486,7 @@ def prepare_iu_xray(
         raw = log.filter(
             "image files",
             raw,
-            {
-                "image file missing": status == "missing",
-                "image file corrupt or truncated": status == "corrupt",
-            },
+            drop_masks(status),
         )
 
     # R2Gen's annotation.json has no annotations: its "mesh" is empty, so every study is
@@ -518,7 +523,7 @@ def prepare_iu_xray(
         records, cleaning = finalise_records(records, config, log, seed=seed, split_all=split_all)
     cleaning["findings_map"] = str(findings_map)
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite, inputs) as tmp:
         records["image_path"] = relative_to_out(records["image_path"], [tmp, Path(out).absolute()])
         info = {
             "source": "iu_xray",

@@ -34,8 +34,9 @@ from preprocessing.assemble import clean_features, finalise_records, with_record
 from preprocessing.cleaning import CleaningConfig, chexpert_findings, clean_acuity
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
-from preprocessing.images import verify_images
-from preprocessing.io import atomic_dir, find_file, read_table, write_prepared
+from preprocessing.images import drop_masks, verify_images
+from preprocessing.io import find_file, read_table, write_prepared
+from preprocessing.outputs import atomic_dir, check_prepared_out
 from preprocessing.reports import extract_sections
 from preprocessing.schema import VITALS, finding_columns
 from preprocessing.splits import DEFAULT_FRACTIONS, balanced_subset, duplicate_reports
@@ -69,7 +70,8 @@ class MimicPrepConfig:
             10,000 gives the 7k/2k/1k train/val/test of the Aksoy et al. set-up.
         seed: seed of the subset and the split.
         fractions: train/val/test fractions of studies (split by patient).
-        verify_images: decode every selected image (draft mode) to catch corrupt files.
+        verify_images: decode every selected image (draft mode) to catch corrupt files,
+            and drop images outside the size limits (:mod:`preprocessing.images`).
         cleaning: cleaning rules and the findings to model.
     """
 
@@ -357,6 +359,7 @@ def prepare_mimic(
     reports_root: Path | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     metadata: dict | None = None,
+    overwrite: bool = True,
 ) -> CohortLog:
     """Link, clean, subset, split and write a prepared dataset from MIMIC files.
 
@@ -364,6 +367,8 @@ def prepare_mimic(
         progress: factory ``progress(description, total) -> update(n)`` for progress bars
             (the CLI passes tqdm); ``None`` for silence.
         metadata: extra entries for ``dataset.json`` (the synthetic generator marks itself).
+        overwrite: replace an existing prepared dataset in ``out`` (never anything else;
+            see :func:`preprocessing.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also written to ``out/cohort_log.json``).
@@ -372,6 +377,8 @@ def prepare_mimic(
     cxr_root, ed_root = Path(cxr_root).absolute(), Path(ed_root).absolute()
     reports_root = Path(reports_root).absolute() if reports_root else cxr_root
     out = Path(out).absolute()
+    inputs = [cxr_root, ed_root, reports_root, *config.cleaning.abbreviation_files]
+    check_prepared_out(out, inputs, overwrite)
     tables = read_mimic_tables(cxr_root, ed_root)
     log = CohortLog("mimic" if not metadata else metadata.get("source", "mimic"))
 
@@ -379,7 +386,7 @@ def prepare_mimic(
         update = progress("reading reports", len(studies)) if progress else None
         return read_reports(reports_root, studies, update)
 
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, overwrite, inputs) as tmp:
         return prepare_from_tables(
             tmp, out, tables, config, log, read_linked, cxr_root, progress, metadata or {}
         )
@@ -413,10 +420,7 @@ def prepare_from_tables(
         studies = log.filter(
             "image files",
             studies,
-            {
-                "image file missing": status == "missing",
-                "image file corrupt or truncated": status == "corrupt",
-            },
+            drop_masks(status),
         )
     finding_cols = finding_columns(config.cleaning.findings)
     if config.balanced is not None:

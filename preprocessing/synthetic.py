@@ -2108,6 +2108,7 @@ def prepare_synthetic(
     window_hours: float = 0.0,
     image_size: int = 256,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    overwrite: bool = True,
 ):
     """Generate SYNTHETIC raw MIMIC trees and prepare them with the real MIMIC linkage.
 
@@ -2128,19 +2129,21 @@ def prepare_synthetic(
         window_hours: extend ED stays by this many hours (see ``prepare mimic``).
         image_size: side of the phantoms in pixels.
         progress: ``progress(description, total) -> update(n)`` factory (CLI progress bars).
+        overwrite: replace an existing prepared dataset in ``out`` (never anything else;
+            see :func:`preprocessing.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also in ``out/cohort_log.json``).
     """
     from preprocessing.cleaning import CleaningConfig
     from preprocessing.cohort import CohortLog
-    from preprocessing.io import atomic_dir
     from preprocessing.mimic import (
         MimicPrepConfig,
         prepare_from_tables,
         read_mimic_tables,
         read_reports,
     )
+    from preprocessing.outputs import atomic_dir, check_prepared_out
 
     config = MimicPrepConfig(
         window_hours=window_hours,
@@ -2149,7 +2152,9 @@ def prepare_synthetic(
         cleaning=cleaning or CleaningConfig(),
     )
     out = Path(out).absolute()
-    with atomic_dir(out) as tmp:
+    inputs = list(config.cleaning.abbreviation_files)
+    check_prepared_out(out, inputs, overwrite)
+    with atomic_dir(out, overwrite, inputs) as tmp:
         ratio = MIMIC_SIZES["n_images"] / MIMIC_SIZES["n_studies"]
         update = (
             progress("drawing SYNTHETIC phantoms", max(n_studies, round(n_studies * ratio)))

@@ -34,7 +34,8 @@ from PIL import Image
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
 from preprocessing.image_table import class_counts
-from preprocessing.io import atomic_dir, write_prepared
+from preprocessing.io import write_prepared
+from preprocessing.outputs import atomic_dir, check_prepared_out
 from preprocessing.splits import DEFAULT_FRACTIONS, split_by_patient
 from preprocessing.synthetic import _blur, _grid, _soft, render_phantom
 
@@ -255,6 +256,7 @@ def prepare_synthetic_classes(
     ratio: Sequence[float] = DEFAULT_RATIO,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     progress: Progress | None = None,
+    overwrite: bool = True,
 ) -> CohortLog:
     """Generate and write a three-class SYNTHETIC classification dataset.
 
@@ -266,6 +268,8 @@ def prepare_synthetic_classes(
         ratio: Normal : Pneumonia : TB sizes (default 519 : 4202 : 1312).
         fractions: train/val/test fractions (patient-level, stratified).
         progress: ``progress(description, total) -> update(n)`` or None.
+        overwrite: replace an existing prepared dataset in ``out`` (never anything else;
+            see :func:`preprocessing.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also ``out/cohort_log.json``).
@@ -294,7 +298,8 @@ def prepare_synthetic_classes(
     log = CohortLog("synthetic_classes", unit="studies")
     log.start("synthetic studies", len(labels))
     out = Path(out).absolute()
-    with atomic_dir(out) as tmp:
+    check_prepared_out(out, (), overwrite)
+    with atomic_dir(out, overwrite) as tmp:
         (tmp / "images").mkdir()
         rows = []
         for i, label in enumerate(labels):

@@ -61,15 +61,36 @@ class FakeChat:
 
 class FakeOpenAIServer:
     """``/v1/chat/completions`` on 127.0.0.1. ``script`` is a list of behaviours used in
-    turn (the last one repeats): ``"ok"``, ``"malformed"``, ``"not_json"``, ``"slow"``
-    (sleeps past the client's timeout), or an HTTP status code (int)."""
+    turn (the last one repeats): ``"ok"``, ``"malformed"``, ``"not_json"``, ``"no_content"``
+    (a message without content), ``"slow"`` (answers after ``slow`` seconds), ``"trickle"``
+    (the body's first ``trickle_bytes`` bytes one every ``interval`` seconds),
+    ``"stall_headers"`` (a header line sent the same way), ``"endless"`` (a body of
+    ``endless_mb`` MB without Content-Length), an HTTP status code (int), or a status with
+    headers (``(429, {"Retry-After": "86400"})``). ``answer`` may return None (null
+    content)."""
 
-    def __init__(self, script=("ok",), answer: Callable[[dict], str] | None = None):
+    def __init__(
+        self,
+        script=("ok",),
+        answer: Callable[[dict], str | None] | None = None,
+        slow: float = 1.0,
+        interval: float = 0.2,
+        trickle_bytes: int = 12,
+        endless_mb: int = 32,
+    ):
         self.script = list(script)
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         self.answer = answer or (lambda body: faithful_report(last_description(body["messages"])))
+        self.stop = threading.Event()  # ends trickling handlers when the test is done
         server = self
+
+        def trickle(wfile, data: bytes) -> None:
+            for b in data[:trickle_bytes]:
+                if server.stop.wait(interval):
+                    return
+                wfile.write(bytes([b]))
+            wfile.write(data[trickle_bytes:])
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep test output clean
@@ -83,18 +104,40 @@ class FakeOpenAIServer:
                 i = len(server.requests) - 1
                 action = server.script[min(i, len(server.script) - 1)]
                 if action == "slow":
-                    time.sleep(1.0)
+                    time.sleep(slow)
                     action = "ok"
-                if isinstance(action, int):
-                    self.send_response(action)
+                status, extra = (action, {}) if isinstance(action, int) else (None, {})
+                if isinstance(action, tuple):
+                    status, extra = action
+                if status is not None:
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
+                    for name, value in extra.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(b'{"error": {"message": "scripted failure"}}')
                     return
+                status_line_sent = action == "stall_headers"
+                try:
+                    if action == "stall_headers":
+                        self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+                        trickle(self.wfile, b"X-Stalling: " + b"x" * trickle_bytes + b"\r\n")
+                        action = "ok"  # the rest of the headers and the body as usual
+                    elif action == "endless":
+                        self.send_response(200)
+                        self.end_headers()
+                        chunk = b" " * 65536
+                        for _ in range(endless_mb * 16):
+                            self.wfile.write(chunk)
+                        return
+                except OSError:  # BrokenPipe, ConnectionReset...
+                    return  # the client gave up
                 if action == "not_json":
                     payload = b"<html>502 Bad Gateway</html>"
                 elif action == "malformed":
                     payload = json.dumps({"id": "x", "choices": []}).encode()
+                elif action == "no_content":
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant"}}]}).encode()
                 else:
                     payload = json.dumps(
                         {
@@ -114,17 +157,23 @@ class FakeOpenAIServer:
                         }
                     ).encode()
                 try:
-                    self.send_response(200)
+                    if not status_line_sent:
+                        self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
+                    if action == "trickle":
+                        trickle(self.wfile, payload)
+                    else:
+                        self.wfile.write(payload)
+                except OSError:  # BrokenPipe, ConnectionReset...
                     pass  # the client gave up (timeout test)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -135,5 +184,6 @@ class FakeOpenAIServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()

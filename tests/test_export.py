@@ -1,7 +1,8 @@
 """SavedModel export for TF Serving: same answers as ``mtl-report generate``, REST requests
 as TF Serving feeds them, clean INVALID_ARGUMENT errors for bad requests.
 
-One tiny model is trained on synthetic studies and exported once per module; the exported
+One tiny model is trained on synthetic studies and exported once per test process (the
+session fixtures of tests/conftest.py, shared with the image-limit and fuzz tests); the exported
 model is then called on the real images of ../shared/data. TF Serving itself is not
 available here; :class:`ServingSession` does what it does with a SavedModel (TF1-style
 ``LoadSavedModel`` into a session, feeds by the SignatureDef's tensor names, fetches its
@@ -25,8 +26,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from serving_helpers import STRINGS
 
-from mtl_report.config import ModelConfig
 from mtl_report.export import (
     PIXELS_SIGNATURE,
     SERVING_DEFAULT,
@@ -39,9 +42,6 @@ from mtl_report.export import (
     tabular_inputs_graph,
 )
 from preprocessing.schema import VITALS
-
-SMALL = dict(image_size=64, hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=24)
-STRINGS = ("gender", "ethnicity", "chief_complaint", "icd_title")
 
 #: ED data of the test requests: abbreviations, °C typed as °F, implausible and missing
 #: vitals, diastolic above systolic, unseen categories, punctuation and case.
@@ -89,32 +89,13 @@ STUDIES = [
 # Fixtures
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from mtl_report.training import train
-    from preprocessing.synthetic import prepare_synthetic
-
-    root = tmp_path_factory.mktemp("export")
-    prepare_synthetic(root / "data", n_studies=16, seed=0, image_size=96)
-    train(
-        root / "data",
-        root / "run",
-        "mtl_tp",
-        model_config=ModelConfig(**SMALL),
-        epochs=1,
-        batch_size=8,
-        jit_compile=False,  # an XLA-compiled train step costs more than this one epoch
-        verbose=0,
-    )
-    return root / "run"
+def run_dir(serving_run_dir):
+    return serving_run_dir
 
 
 @pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory):
-    from mtl_report.export import export_run
-
-    base = tmp_path_factory.mktemp("serving") / "mtl_report"
-    result = export_run(run_dir, base)
-    return result
+def exported(serving_export):
+    return serving_export
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +109,8 @@ def images(shared_data) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def session(exported):
-    return ServingSession(exported.path)
+def session(serving_session):
+    return serving_session
 
 
 def _request(paths, studies) -> dict[str, np.ndarray]:
@@ -140,29 +121,6 @@ def _request(paths, studies) -> dict[str, np.ndarray]:
     for s_ in STRINGS:
         x[s_] = np.array([s.get(s_, "").encode() for s in studies], object)
     return x
-
-
-class ServingSession:
-    """A SavedModel loaded as TF Serving loads it (C++ ``LoadSavedModel`` ≈ TF1 loader)."""
-
-    def __init__(self, export_dir: Path):
-        self.graph = tf.Graph()
-        self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(export_dir))
-        self.signatures = meta.signature_def
-
-    def run(self, signature: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sig = self.signatures[signature]
-        unknown = set(feeds) - set(sig.inputs)
-        if unknown:  # TF Serving rejects names the signature does not have
-            raise tf.errors.InvalidArgumentError(None, None, f"unknown inputs {unknown}")
-        names = sorted(feeds)
-        outputs = sorted(sig.outputs)
-        call = self.session.make_callable(
-            [sig.outputs[k].name for k in outputs], [sig.inputs[k].name for k in names]
-        )
-        return dict(zip(outputs, call(*[feeds[k] for k in names])))
 
 
 def rest_to_feeds(body: str, signature_def) -> tuple[str, dict[str, np.ndarray]]:
@@ -233,14 +191,83 @@ def test_graph_text_normalisation_equals_the_pandas_path():
         "",
         "x" * 1200,
         "word " * 300,
+        # "/" between tokens separates them unless it belongs to an entry (issue 13).
+        "LETHARGY/SOB",
+        "SOB/ABNL LABS",
+        "MVC/INTUBATED TRAUMA",
+        "S/P ARREST",
+        "w/cp",
+        "sob w/",
+        "n / v",
+        "n//v",
+        "a-fib, a/fib, a_fib",
+        "sob_cp",
+        "/sob/",
+        "UNKNOWN-CC",
+        "unknown",
+        "___",
+        "na " + "y" * 2000,  # the cut leaves a placeholder: missing
+        "x\x00y sob",  # tf.strings.lower stops at NUL
+        "İSTANBUL ΟΔΟΣ ΣΑΣ",
+        "cp " * 5000,
+        "a" * 9998 + " sob",  # "sob" lies past the raw characters read
     ]
-    expected = [
-        t if len(t) <= 1000 else t[:1000].rsplit(" ", 1)[0]
-        for t in normalise_text(pd.Series(texts), abbreviations)
-    ]
+    expected = normalise_text(pd.Series(texts), abbreviations).tolist()
     got = [t.decode() for t in normalise_text_graph(tf.constant(texts), abbreviations).numpy()]
     assert got == expected
     assert got[0] == "shortness of breath chest pain"
+    assert got[texts.index("LETHARGY/SOB")] == "lethargy shortness of breath"
+    assert got[texts.index("UNKNOWN-CC")] == ""
+    assert all(len(t) <= 1000 for t in got)
+
+
+def test_graph_text_normalisation_of_the_real_ed_demo(shared_data):
+    """Every real complaint and ICD title of MIMIC-IV-ED Demo 2.2, both paths equal."""
+    from preprocessing.cleaning import load_abbreviations, normalise_text
+
+    ed = shared_data / "mimic_iv_ed_demo" / "ed"
+    if not (ed / "triage.csv.gz").is_file():
+        pytest.skip(f"MIMIC-IV-ED demo not found under {ed}")
+    triage = pd.read_csv(ed / "triage.csv.gz", dtype={"chiefcomplaint": str})
+    titles = pd.read_csv(ed / "diagnosis.csv.gz", dtype={"icd_title": str})["icd_title"]
+    texts = [*triage["chiefcomplaint"].fillna(""), *titles.fillna("")]
+    assert len(texts) == 222 + 545
+    abbreviations = load_abbreviations()
+    expected = normalise_text(pd.Series(texts), abbreviations).tolist()
+    got = [t.decode() for t in normalise_text_graph(tf.constant(texts), abbreviations).numpy()]
+    assert got == expected
+
+
+@pytest.fixture(scope="module")
+def graph_normalise():
+    """The graph normalisation as one traced function (one call per batch of strings)."""
+    from preprocessing.cleaning import load_abbreviations
+
+    abbreviations = load_abbreviations()
+    fn = tf.function(
+        lambda t: normalise_text_graph(t, abbreviations),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+    return abbreviations, fn
+
+
+# Characters of scripts both Unicode tables agree on (below U+2C00, plus CJK/fullwidth);
+# scripts added in Unicode 14+ are classed differently by Python's and RE2's/ICU's tables.
+_CHARS = st.characters(max_codepoint=0x2BFF, exclude_categories=["Cs"]) | st.sampled_from(
+    list("\u3000\u3001中文\uff0f\uff0cＳＯＢ")
+)
+_ENTRIES = st.sampled_from(["sob", "S/P", "n/v/d", "w/", "a fib", "cp", "r/o", "l", "UNKNOWN-CC"])
+_PIECES = st.one_of(st.text(_CHARS, max_size=6), _ENTRIES, st.sampled_from([" ", "/", "_", ".."]))
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(texts=st.lists(st.lists(_PIECES, max_size=8).map("".join), min_size=1, max_size=40))
+def test_graph_text_normalisation_equals_python_on_random_text(graph_normalise, texts):
+    from preprocessing.cleaning import normalise_text
+
+    abbreviations, fn = graph_normalise
+    expected = normalise_text(pd.Series(texts, dtype=object), abbreviations).tolist()
+    assert [t.decode() for t in fn(tf.constant(texts)).numpy()] == expected
 
 
 def test_graph_categories_equal_the_pandas_path():
@@ -495,9 +522,9 @@ def _feeds(images, **changes):
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("undecodable", "Cannot decode image"),
-        ("truncated", "Cannot decode image"),
-        ("empty_image", "Cannot decode image"),
+        ("undecodable", r"image_bytes\[0\]: cannot decode image"),
+        ("truncated", r"image_bytes\[0\]: cannot decode image"),
+        ("empty_image", r"image_bytes\[0\]: cannot decode image"),
         ("missing_input", "You must feed a value for placeholder"),
         ("batch_mismatch", "has batch size"),
         ("empty_batch", "empty batch"),
@@ -524,11 +551,11 @@ def test_malformed_requests_fail_with_invalid_argument(session, images, case, me
     else:
         signature = PIXELS_SIGNATURE
         feeds.pop("image_bytes")
-        image = np.full((1, 40, 30, 1), 120.0, np.float32)
+        image = np.full((1, 40, 36, 1), 120.0, np.float32)
         if case == "pixels_nan":
             image[0, 3, 4, 0] = np.nan
         else:
-            image = np.full((1, 40, 30, 5), 120.0, np.float32)
+            image = np.full((1, 40, 36, 5), 120.0, np.float32)
         feeds["image"] = image
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         session.run(signature, feeds)
@@ -618,3 +645,14 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
     exp = explain_image(guided, str(images[0]), STUDIES[0], predictor=predictor)
     maps = exp.word_maps()
     assert exp.report == served[0] and all(m.shape == exp.grid for m in maps)
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_an_exported_version(run_dir, tmp_path):
+    from mtl_report.export import export_run
+    from preprocessing.errors import DataError
+
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"1: not a SavedModel version \(no saved_model\.pb\)"):
+        export_run(run_dir, tmp_path, version=1, overwrite=True)
+    assert (tmp_path / "1" / "notes.txt").read_text() == "mine"

@@ -60,7 +60,7 @@ def make_prepared(root: Path, n: int = 10, image_paths: list[str] | None = None)
         if image_paths:
             paths.append(image_paths[i % len(image_paths)])
             continue
-        h, w = 24 + 4 * (i % 3), 40 - 4 * (i % 2)
+        h, w = 32 + 4 * (i % 3), 40 - 4 * (i % 2)
         arr = rng.integers(0, 256, (h, w), dtype=np.uint8)
         name = f"images/s{i}.{'png' if i % 2 else 'jpg'}"
         (root / name).write_bytes(encode(arr, "PNG" if i % 2 else "JPEG"))
@@ -154,11 +154,13 @@ def test_jpeg_bmp_gif(fmt):
 
 
 def test_aspect_ratio_is_kept_by_black_padding():
-    img = decode(encode(np.full((20, 40), 255, np.uint8)))  # wide: 2:1
+    img = decode(encode(np.full((40, 80), 255, np.uint8)))  # wide: 2:1
     column = img[:, S // 2, 0]
     assert (column[:7] == 0).all() and (column[-7:] == 0).all()  # padding above/below
     np.testing.assert_allclose(column[9:23], 255, atol=0.5)  # the image, 16 rows tall
-    tall = decode(encode(np.full((1000, 10), 255, np.uint8)))  # extreme ratio still works
+    tall = decode_image(  # extreme ratio still works (below the default minimum side)
+        tf.constant(encode(np.full((1000, 10), 255, np.uint8))), S, min_side=1
+    ).numpy()
     assert tall.shape == (S, S, 3)
     assert (tall[..., 0].max(axis=0) > 250).sum() == 1  # one pixel wide, not zero
 
@@ -173,8 +175,10 @@ def test_large_jpeg_scaled_decode_matches_full_decode():
     assert np.abs(fast - full).mean() < 1.0
 
 
-def test_tiny_image_is_upsampled():
-    img = decode(encode(np.full((1, 1), 77, np.uint8)))
+def test_tiny_image_is_refused_or_upsampled_when_allowed():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image too small: 1x1"):
+        decode(encode(np.full((1, 1), 77, np.uint8)))  # not a radiograph: no fluent report
+    img = decode_image(tf.constant(encode(np.full((1, 1), 77, np.uint8))), S, min_side=1).numpy()
     assert img.shape == (S, S, 3)
     np.testing.assert_allclose(img[S // 2, S // 2], 77, atol=0.5)
 
@@ -234,17 +238,17 @@ def test_decode_image_rejects_a_batch_of_contents():
 @pytest.mark.parametrize(
     ("array", "ok"),
     [
-        (np.zeros((20, 30), np.uint8), True),
-        (np.zeros((20, 30, 1), np.uint8), True),
-        (np.zeros((20, 30, 4), np.uint8), True),
-        (np.full((20, 30), 65535, np.uint16), True),
-        (np.zeros((20, 30, 3), np.float32), True),
+        (np.zeros((40, 50), np.uint8), True),
+        (np.zeros((40, 50, 1), np.uint8), True),
+        (np.zeros((40, 50, 4), np.uint8), True),
+        (np.full((40, 50), 65535, np.uint16), True),
+        (np.zeros((40, 50, 3), np.float32), True),
         (np.zeros((30,), np.uint8), False),
         (np.zeros((2, 20, 30, 3), np.uint8), False),
-        (np.zeros((20, 30, 5), np.uint8), False),
+        (np.zeros((40, 50, 5), np.uint8), False),
         (np.zeros((0, 30), np.uint8), False),
-        (np.full((20, 30), np.nan, np.float32), False),
-        (np.zeros((20, 30), np.complex64), False),
+        (np.full((40, 50), np.nan, np.float32), False),
+        (np.zeros((40, 50), np.complex64), False),
     ],
 )
 def test_image_from_array_shapes(array, ok):
@@ -257,7 +261,7 @@ def test_image_from_array_shapes(array, ok):
 
 
 def test_image_from_array_16_bit_scaling():
-    out = image_from_array(np.full((8, 8), 65535, np.uint16), 8)
+    out = image_from_array(np.full((32, 32), 65535, np.uint16), 8)
     np.testing.assert_allclose(out, 255.0, atol=1e-3)
 
 

@@ -129,7 +129,7 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def test_killed_run_resumes_and_loses_at_most_one_epoch(iu_dataset, tmp_path):
+def test_killed_run_resumes_and_loses_at_most_one_epoch(iu_dataset, tmp_path, capsys):
     from mtl_report.cli import main
 
     run = tmp_path / "run"
@@ -147,6 +147,13 @@ def test_killed_run_resumes_and_loses_at_most_one_epoch(iu_dataset, tmp_path):
         main(["train", "--data", str(iu_dataset), "--out", str(run), "--preset", "stl_findings"])
         == 2
     )
+    # A resume asking for other settings is refused, naming each; the run stays resumable.
+    resume = ["train", "--data", str(iu_dataset), "--out", str(run), "--resume", "--quiet"]
+    capsys.readouterr()
+    assert main([*resume, "--epochs", "7", "--batch-size", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs 7 differs from the run's 5" in err and "batch-size" not in err
+    assert (run / "backup").is_dir()
     code = main(
         [
             "train",
@@ -166,6 +173,17 @@ def test_killed_run_resumes_and_loses_at_most_one_epoch(iu_dataset, tmp_path):
     info = json.loads((run / "config.json").read_text())
     assert info["model"]["hidden_dim"] == SMALL["hidden_dim"]  # the saved config was reused
     assert (run / "model.keras").is_file() and not (run / "backup").exists()
+    # history.json and the summary line cover the whole run, not only the resumed epochs.
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == len(history["val_loss"]) == 5
+    assert history["loss"][:2] == pd.read_csv(run / "history.csv")["loss"].tolist()[:2]
+    out = capsys.readouterr().out
+    assert "trained stl_findings for 5 epoch(s) (resumed at epoch 2)" in out
+    # Now finished: a second resume trains nothing and leaves the model alone.
+    before = (run / "model.keras").read_bytes()
+    assert main(resume) == 2
+    assert "already finished; nothing to resume" in capsys.readouterr().err
+    assert (run / "model.keras").read_bytes() == before
 
 
 MIRRORED_SCRIPT = textwrap.dedent(
@@ -233,3 +251,167 @@ def test_text_only_reports_train_a_report_language_model(shared_data, tmp_path):
     assert metrics["n"] == 324 and metrics["text"]["bleu_1"] > 0.1
     with pytest.raises(DataError, match="text-only"):
         ReportPredictor(Run.read(run))
+
+
+# --------------------------------------------------------------------------------------
+# train --resume: finished runs and other settings are refused (before any data or TF work)
+# --------------------------------------------------------------------------------------
+def _resume_argv(data, run, *extra):
+    return ["train", "--data", str(data), "--out", str(run), "--resume", "--quiet", *extra]
+
+
+def _fingerprint(path: Path) -> tuple[int, bytes]:
+    return path.stat().st_mtime_ns, path.read_bytes()
+
+
+def test_resume_of_a_finished_run_is_refused(trained_run, iu_dataset, capsys):
+    from mtl_report.cli import main
+
+    run, _ = trained_run
+    model = _fingerprint(run / "model.keras")
+    history = _fingerprint(run / "history.csv")
+    assert main(_resume_argv(iu_dataset, run)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"mtl-report: error: {run}: already finished; nothing to resume"
+    assert _fingerprint(run / "model.keras") == model
+    assert _fingerprint(run / "history.csv") == history
+
+
+def test_run_finished_marker_and_runs_from_before_it(tmp_path):
+    from mtl_report.run import run_finished
+
+    run = tmp_path / "run"
+    (run / "backup").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert not run_finished(run)  # killed in the first epoch: nothing to lose
+    (run / "model.keras").write_bytes(b"checkpoint")
+    assert not run_finished(run)  # a checkpoint while the backup exists: interrupted
+    (run / "history.json").write_text("{}")
+    assert run_finished(run)  # written last by train(): finished even if killed after it
+    (run / "history.json").unlink()
+    (run / "backup").rmdir()
+    assert run_finished(run)  # an older run: model.keras and no backup/ once done
+
+
+def test_resume_with_other_settings_is_refused_naming_them(
+    trained_run, iu_dataset, tmp_path, capsys
+):
+    import shutil
+
+    from mtl_report.cli import main
+
+    run = tmp_path / "interrupted"
+    shutil.copytree(trained_run[0], run, ignore=shutil.ignore_patterns("logs"))
+    (run / "history.json").unlink()  # as if killed before the end: resumable
+    (run / "backup").mkdir()
+    model = _fingerprint(run / "model.keras")
+    argv = _resume_argv(iu_dataset, run, "--preset", "stl_text", "--epochs", "5")
+    assert main([*argv, "--hidden-dim", "24", "--image-size", "224", "--seed", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mtl-report: error:")
+    assert "--preset stl_text differs from the run's mtl_tp" in err
+    assert "--epochs 5 differs from the run's 3" in err
+    assert "--image-size 224 differs from the run's 64" in err
+    assert "hidden-dim" not in err and "seed" not in err  # equal to the saved ones
+    assert _fingerprint(run / "model.keras") == model
+    # Another dataset under the half-trained weights is refused too (here: the run says it
+    # was started on one more train study than --data has).
+    info = json.loads((run / "config.json").read_text())
+    info["data"]["n_train"] += 1
+    (run / "config.json").write_text(json.dumps(info))
+    assert main(_resume_argv(iu_dataset, run)) == 2
+    err = capsys.readouterr().err
+    assert "is not the dataset the run was started on" in err and "n_train" in err
+    assert _fingerprint(run / "model.keras") == model
+
+
+def test_history_csv_keeps_the_last_row_of_an_epoch_logged_twice(tmp_path):
+    from mtl_report.training import read_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n0,3.0,3.5\n1,2.0,2.5\n2,1.9,2.4\n2,1.5,2.0\n3,1.0,1.8\n")
+    history = read_history(path)
+    assert history == {"loss": [3.0, 2.0, 1.5, 1.0], "val_loss": [3.5, 2.5, 2.0, 1.8]}
+    assert pd.read_csv(path)["epoch"].tolist() == [0, 1, 2, 3]
+    assert read_history(tmp_path / "missing.csv") is None
+
+
+# --------------------------------------------------------------------------------------
+# generate: every argument checked before the model load; implausible vitals named
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Run.load_model fails loudly: a test using it proves its error came before."""
+    from mtl_report.run import Run
+    from preprocessing.errors import DataError
+
+    calls = []
+
+    def refuse(self):
+        calls.append(self.root)
+        raise DataError("model load reached")
+
+    monkeypatch.setattr(Run, "load_model", refuse)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--vitals", "pulse=80"], "unknown vital 'pulse'; use one of o2sat, heartrate, resprate"),
+        (["--vitals", "hr=fast"], "--vitals heartrate: 'fast' is not a number"),
+        (["--vitals", "hr=nan"], "--vitals heartrate: 'nan' is not a finite number"),
+        (["--vitals", "hr=80", "heartrate=90"], "--vitals heartrate given twice"),
+        (["--vitals", "hr"], "--vitals expects name=value"),
+        (["--complaint", "x" * 1001], "--complaint: 1001 characters, at most 1000"),
+        (["--beam", "0"], "--beam must be at least 1"),
+        (["--explain", "empty.png/maps.png"], "empty.png is a file, not a folder"),
+        (["IMAGE=missing.png"], "missing.png: image file not found"),
+        (["IMAGE=empty.png"], "empty.png: empty file, not an image"),
+    ],
+    ids=[
+        "unknown-vital",
+        "not-a-number",
+        "nan",
+        "twice",
+        "no-equals",
+        "long-text",
+        "beam",
+        "explain-folder",
+        "missing-image",
+        "empty-image",
+    ],
+)
+def test_generate_checks_its_arguments_before_loading_the_model(
+    extra, message, trained_run, shared_data, no_model_load, tmp_path, monkeypatch, capsys
+):
+    from mtl_report.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    image = str(next((shared_data / "iu_xray_sample" / "images").glob("*.jpg")))
+    if extra[0].startswith("IMAGE="):
+        image, extra = extra[0].split("=", 1)[1], []
+    assert main(["generate", "--run", str(trained_run[0]), image, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mtl-report: error:"), err
+    assert message in err
+    assert no_model_load == []
+
+
+def test_generate_names_the_implausible_vitals_it_ignores(
+    trained_run, shared_data, no_model_load, capsys
+):
+    from mtl_report.cli import main
+
+    image = next((shared_data / "iu_xray_sample" / "images").glob("*.jpg"))
+    vitals = ["hr=900", "o2sat=95", "temp=37", "sbp=80", "dbp=120", "resprate=-1"]
+    argv = ["generate", "--run", str(trained_run[0]), str(image), "--vitals", *vitals]
+    assert main(argv) == 2  # stopped by the fixture at the model load, after the warning
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "mtl-report: ignored implausible vitals: heartrate=900 (plausible 20-300), "
+        "resprate=-1 (plausible 3-80), sbp=80 and dbp=120 (diastolic not below systolic)",
+        "mtl-report: error: model load reached",
+    ]
+    assert len(no_model_load) == 1

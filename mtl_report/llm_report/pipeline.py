@@ -10,13 +10,25 @@
     config.json         the settings, the templates' digest, the model, the cut-offs
     llm_thresholds.json the description cut-offs (also stored in the run directory)
 
+A study whose model calls fail (a timeout, its time budget spent, an empty answer...; the
+kinds of :data:`~mtl_report.llm_report.backends.STUDY_FAILURES`) is not scored as an empty
+report: it is counted in ``metrics.json``'s ``text.llm_failures`` (by kind), marked in the
+``llm_failure`` column of ``predictions.csv``, left out of every score (``n`` counts the
+scored studies) and announced by a warning line on stderr. A run in which every study
+fails, whose first :data:`STOP_AFTER_FIRST_FAILURES` studies all fail, or with more than
+``max_failures`` failed studies is an :class:`~mtl_report.llm_report.backends.LLMError`.
+
 ``llm_ablation`` runs the three prompting set-ups (zero-shot, ICIL, ICIL+CoT) with one
 loaded model and writes ``ablation.md``/``.csv`` beside their folders.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,7 +37,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_report.llm_report.backends import ChatModel, GenerationConfig, make_chat_model
+from mtl_report.llm_report.backends import (
+    STUDY_FAILURES,
+    ChatModel,
+    GenerationConfig,
+    LLMError,
+    make_chat_model,
+)
 from mtl_report.llm_report.description import (
     THRESHOLDS_FILE,
     DescriptionThresholds,
@@ -56,6 +74,11 @@ VARIANTS: dict[str, tuple[int | None, bool]] = {
     "icil_cot": (None, True),
 }
 LABELS = {"zero_shot": "LLM (zero-shot)", "icil": "LLM (ICIL)", "icil_cot": "LLM (ICIL+CoT)"}
+#: A run whose first this many studies all fail stops there: the endpoint or the model is
+#: not answering, and trying every other study would only multiply the timeouts.
+STOP_AFTER_FIRST_FAILURES = 5
+#: Settings that bound a run's time and failures but not what a finished run wrote.
+_OPERATIONAL = ("study_budget", "max_failures")
 
 
 def parse_variants(text: str | Sequence[str], what: str = "LLM") -> list[str]:
@@ -92,6 +115,12 @@ class LLMReportConfig:
         limit: only the first N studies of the split (smoke runs; metrics say so).
         templates: a folder of prompt templates (default: the packaged ones).
         generation: decoding settings.
+        study_budget: seconds for all the model calls of one study together (every attempt
+            and wait of the chain of thought, the report and the repair); spent, the study
+            is a counted failure ``budget``. None: no budget (each request still has its
+            timeout). The CLI's default is 4 × timeout × (retries + 1).
+        max_failures: stop with an error once more than this many studies failed (None:
+            no limit; a run in which every study fails is an error all the same).
     """
 
     k: int = 3
@@ -104,10 +133,16 @@ class LLMReportConfig:
     limit: int | None = None
     templates: str | None = None
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    study_budget: float | None = None
+    max_failures: int | None = None
 
     def __post_init__(self) -> None:
         if self.k < 0:
             raise ValueError(f"k must be >= 0, got {self.k}")
+        if self.study_budget is not None and not self.study_budget > 0:
+            raise ValueError(f"study_budget must be > 0 seconds, got {self.study_budget}")
+        if self.max_failures is not None and self.max_failures < 0:
+            raise ValueError(f"max_failures must be >= 0, got {self.max_failures}")
         if self.findings_from not in ("run", "labels"):
             raise ValueError(f"findings_from must be 'run' or 'labels', got {self.findings_from!r}")
         if self.limit is not None and self.limit < 1:
@@ -249,26 +284,82 @@ class _Examples:
         return out
 
 
+def _takes_deadline(model: ChatModel) -> bool:
+    """Whether ``model.chat`` accepts ``deadline=`` (then it keeps the budget itself)."""
+    try:
+        return "deadline" in inspect.signature(model.chat).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _chat(
+    model: ChatModel,
+    messages: list[dict],
+    generation: GenerationConfig,
+    deadline: float | None,
+    budget: float | None,
+) -> str:
+    """One model call within the study's budget (``deadline``, a monotonic time). A model
+    that cannot be interrupted is checked before and after its call."""
+    if deadline is None:
+        return model.chat(messages, generation)
+    if time.monotonic() >= deadline:
+        raise LLMError(f"the study's time budget of {budget:g} s is spent", "budget")
+    if _takes_deadline(model):
+        return model.chat(messages, generation, deadline=deadline)
+    answer = model.chat(messages, generation)
+    if time.monotonic() > deadline:
+        raise LLMError(f"the study's time budget of {budget:g} s is spent", "budget")
+    return answer
+
+
+def _fail(row: dict[str, Any], exc: LLMError) -> dict[str, Any]:
+    """Mark ``row`` failed by ``exc`` (a study failure) or re-raise a run failure."""
+    if exc.kind not in STUDY_FAILURES:
+        raise exc
+    row.update(failure=exc.kind, failure_detail=str(exc), report="")
+    return row
+
+
 def _generate_one(
     model: ChatModel,
     templates: PromptTemplates,
     description: str,
     examples: list[Example],
     config: LLMReportConfig,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
+    """Messages, plan, answer and report of one study; ``failure`` set when a call failed
+    for this study (what was said until then is kept for ``prompts.jsonl``)."""
     messages = build_messages(templates, description, examples, cot=config.cot)
-    plan = ""
-    if config.cot:
-        plan = model.chat(messages, config.generation)
-        messages = after_plan(templates, messages, plan)
-    answer = model.chat(messages, config.generation)
-    findings, impression = parse_report(answer)
-    return {
-        "messages": messages,
-        "plan": plan,
-        "answer": answer,
-        "report": report_text(findings, impression),
-    }
+    row: dict[str, Any] = {"messages": messages, "plan": "", "answer": "", "report": ""}
+    budget = config.study_budget
+    try:
+        if config.cot:
+            row["plan"] = _chat(model, messages, config.generation, deadline, budget)
+            row["messages"] = messages = after_plan(templates, messages, row["plan"])
+        row["answer"] = _chat(model, messages, config.generation, deadline, budget)
+    except LLMError as exc:
+        return _fail(row, exc)
+    if not (row["answer"] or "").strip():  # as the back ends say of a null/blank content
+        return _fail(row, LLMError("empty answer", "empty_answer"))
+    row["report"] = report_text(*parse_report(row["answer"]))
+    if not row["report"]:
+        return _fail(row, LLMError("the answer holds no report text", "empty_report"))
+    return row
+
+
+def failure_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Failed studies by kind, e.g. ``{"empty_answer": 3, "timeout": 1}``."""
+    return dict(sorted(Counter(r["failure"] for r in rows if r.get("failure")).items()))
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind}: {n}" for kind, n in counts.items())
+
+
+def _first_failure(rows: Sequence[dict[str, Any]]) -> str:
+    return next((r["failure_detail"] for r in rows if r.get("failure")), "")
 
 
 def generate_reports(
@@ -283,42 +374,63 @@ def generate_reports(
     templates = PromptTemplates.load(config.templates)
     examples = _Examples(ds, config.context, config.seed) if config.k > 0 else None
     update = progress(f"LLM reports ({config.label})", len(records)) if progress else None
+    budget = config.study_budget
     rows = []
     for i, (_, rec) in enumerate(records.reset_index(drop=True).iterrows()):
         context = context_text(rec) if config.context else ""
         description = describe(ds.findings, sources.states[i], context=context)
         query = state_vector(sources.states[i])
         shots = examples.get(query, config.k) if examples is not None else []
-        row = _generate_one(model, templates, description, shots, config)
+        start = time.monotonic()
+        row = _generate_one(
+            model, templates, description, shots, config, start + budget if budget else None
+        )
         row.update(
             study_id=str(rec["study_id"]),
             description=description,
             examples=[e.study_id for e in shots],
+            seconds=time.monotonic() - start,
         )
         rows.append(row)
+        _check_failures(rows, config, len(records))
         if update:
             update(1)
+    _check_failures(rows, config, len(records), final=True)
 
     source = "classifier" if sources.thresholds is not None else "labels"
-    checks = check_reports([r["report"] for r in rows], sources.states, ds.findings, source)
-    for row, check in zip(rows, checks):
-        row["contradictions"] = list(check.contradictions)
-        row["omissions"] = list(check.omissions)
-        row["repaired"] = False
+    for row in rows:
+        row.update(contradictions=[], omissions=[], repaired=False)
+    ok = [i for i, r in enumerate(rows) if not r.get("failure")]
+    reports, states = [rows[i]["report"] for i in ok], [sources.states[i] for i in ok]
+    checks = dict(zip(ok, check_reports(reports, states, ds.findings, source)))
+    for i, check in checks.items():
+        rows[i]["contradictions"] = list(check.contradictions)
+        rows[i]["omissions"] = list(check.omissions)
     if config.repair:
-        todo = [i for i, c in enumerate(checks) if not c.ok]
+        todo = [i for i, c in checks.items() if not c.ok]
         for i in todo:
             row = rows[i]
             messages = repair(
                 templates, row["messages"], row["answer"], checks[i].message(), row["description"]
             )
-            answer = model.chat(messages, config.generation)
             row["first_report"] = row["report"]
             row["first_contradictions"] = row["contradictions"]
-            row["report"] = report_text(*parse_report(answer))
             row["repair_messages"] = messages
-            row["repair_answer"] = answer
             row["repaired"] = True
+            start = time.monotonic()  # the rest of the study's budget
+            deadline = start + budget - row["seconds"] if budget else None
+            try:
+                answer = row["repair_answer"] = _chat(
+                    model, messages, config.generation, deadline, budget
+                )
+                row["report"] = report_text(*parse_report(answer))
+                if not row["report"]:
+                    raise LLMError("the repaired answer holds no report text", "empty_report")
+            except LLMError as exc:
+                _fail(row, exc)
+            row["seconds"] += time.monotonic() - start
+        _check_failures(rows, config, len(records), final=True)
+        todo = [i for i in todo if not rows[i].get("failure")]
         if todo:
             again = check_reports(
                 [rows[i]["report"] for i in todo],
@@ -332,33 +444,69 @@ def generate_reports(
     return rows
 
 
+def _check_failures(
+    rows: list[dict[str, Any]], config: LLMReportConfig, total: int, final: bool = False
+) -> None:
+    """Stop the run with an :class:`LLMError` when its failures leave nothing worth
+    scoring: more than ``config.max_failures``, the first
+    :data:`STOP_AFTER_FIRST_FAILURES` studies all failed, or (``final``) every study."""
+    failed = sum(bool(r.get("failure")) for r in rows)
+    if not failed:
+        return
+    counts = failure_counts(rows)
+    why = f"({_counts_text(counts)}); first: {_first_failure(rows)}"
+    if config.max_failures is not None and failed > config.max_failures:
+        raise LLMError(
+            f"{failed} studies failed, more than --llm-max-failures {config.max_failures} {why}"
+        )
+    if failed == len(rows) == min(total, STOP_AFTER_FIRST_FAILURES) < total:
+        raise LLMError(f"the first {failed} studies all failed, stopping {why}")
+    if final and failed == len(rows):
+        every = f"all {failed} studies" if failed > 1 else "the only study"
+        raise LLMError(f"{every} failed {why}")
+
+
 def _score(
     rows: list[dict], records: pd.DataFrame, ds: PreparedDataset, bertscore_model: str | None
 ) -> tuple[dict, pd.DataFrame]:
+    """Scores of the studies that did not fail (``n`` counts them); the per-study table
+    keeps every study in order, a failed one with its ``llm_failure`` kind, an empty
+    report and no scores."""
     from mtl_report.evaluate import Predictions, score_predictions, standardized_references
     from mtl_report.llm_report.guard import GuardResult
 
-    generated = standardized_references([r["report"] for r in rows])
+    ok = [i for i, r in enumerate(rows) if not r.get("failure")]
+    scored = [rows[i] for i in ok]
+    generated = standardized_references([r["report"] for r in scored])
     pred = Predictions(
-        study_ids=[r["study_id"] for r in rows],
+        study_ids=[r["study_id"] for r in scored],
         generated=generated,
         acuity_cumulative=None,
         findings_probs=None,
     )
     metrics, table = score_predictions(
-        pred, records, ds.finding_columns, ds.findings, bertscore_model=bertscore_model
+        pred, records.iloc[ok], ds.finding_columns, ds.findings, bertscore_model=bertscore_model
     )
-    results = [GuardResult(tuple(r["contradictions"]), tuple(r["omissions"])) for r in rows]
+    results = [GuardResult(tuple(r["contradictions"]), tuple(r["omissions"])) for r in scored]
     guard = guard_summary(results, len(ds.findings))
-    if any(r["repaired"] for r in rows):
+    if any(r["repaired"] for r in scored):
         before = [
-            GuardResult(tuple(r.get("first_contradictions", r["contradictions"])), ()) for r in rows
+            GuardResult(tuple(r.get("first_contradictions", r["contradictions"])), ())
+            for r in scored
         ]
         guard["contradiction_rate_before_repair"] = guard_summary(before, len(ds.findings))[
             "contradiction_rate"
         ]
-        guard["repaired"] = sum(r["repaired"] for r in rows)
+        guard["repaired"] = sum(r["repaired"] for r in scored)
     metrics["text"]["guard"] = guard
+    metrics["text"]["llm_failures"] = failure_counts(rows)
+    if len(ok) < len(rows):  # every study in the table, the failed ones unscored
+        table.index = ok
+        table = table.reindex(range(len(rows)))
+        table["study_id"] = [r["study_id"] for r in rows]
+        table["reference"] = standardized_references(records["report"].tolist())
+        table["generated"] = table["generated"].fillna("")
+    table["llm_failure"] = [r.get("failure", "") for r in rows]
     table["report_as_written"] = [r["report"] for r in rows]
     table["description"] = [r["description"] for r in rows]
     table["plan"] = [r["plan"] for r in rows]
@@ -398,6 +546,15 @@ def llm_report(
     model = chat_model or make_chat_model()
     rows = generate_reports(model, ds, records, sources, config, progress)
     metrics, table = _score(rows, records, ds, bertscore_model)
+    counts = metrics["text"]["llm_failures"]
+    if counts:
+        failed = sum(counts.values())
+        print(
+            f"llm-report: warning: {config.label}: {failed} of {len(rows)} studies failed and "
+            f"are not scored ({_counts_text(counts)}; see the llm_failure column of "
+            f"predictions.csv); first: {_first_failure(rows)}",
+            file=sys.stderr,
+        )
     for j, column in enumerate(ds.finding_columns):  # what the description was built from
         table[f"{column}_given"] = sources.vectors[:, j]
     metrics.update(
@@ -410,6 +567,7 @@ def llm_report(
             "generation": asdict(config.generation),
             "findings_source": "labels" if sources.thresholds is None else f"run {sources.run}",
             "partial_split": bool(config.limit and config.limit < len(ds.split(split))),
+            "studies": len(rows),
         },
         bertscore_model=str(bertscore_model) if bertscore_model else None,
     )
@@ -439,6 +597,8 @@ def _write(out, metrics, table, rows, config, model, sources, split) -> None:
                     "repair_messages",
                     "repair_answer",
                     "first_report",
+                    "failure",
+                    "failure_detail",
                 )
                 if k in r
             }
@@ -513,6 +673,7 @@ def ablation_row(metrics: dict) -> dict[str, float]:
         "ce_f1": ce["f1_micro"],
         "contradiction_rate": text["guard"]["contradiction_rate"],
         "omission_rate": text["guard"]["omission_rate"],
+        "failed": sum(text.get("llm_failures", {}).values()),
     }
 
 
@@ -526,8 +687,10 @@ def _finished(out: Path, config: LLMReportConfig, run_dir: Path, split: str) -> 
     except (OSError, ValueError):
         return False
     wanted = {**config.to_dict(), "generation": asdict(config.generation)}
+    written = {k: v for k, v in (info.get("config") or {}).items() if k not in _OPERATIONAL}
+    wanted = {k: v for k, v in wanted.items() if k not in _OPERATIONAL}
     return (
-        info.get("config") == json.loads(json.dumps(wanted))
+        written == json.loads(json.dumps(wanted))
         and info.get("split") == split
         and info.get("findings_source") == str(run_dir)
         and info.get("templates_digest") == PromptTemplates.load(config.templates).digest()

@@ -6,13 +6,15 @@ fake OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
-from llm_fakes import FakeChat, FakeOpenAIServer
+from llm_fakes import FakeChat, FakeOpenAIServer, faithful_report, last_description
 
-from mtl_report.llm_report import LLMReportConfig, llm_ablation, llm_report
+from mtl_report.llm_report import LLMError, LLMReportConfig, llm_ablation, llm_report
 from mtl_report.llm_report.description import THRESHOLDS_FILE, DescriptionThresholds
 from mtl_report.metrics.tasks import REQUIRED_KEYS
 from preprocessing.errors import DataError
@@ -248,3 +250,121 @@ def test_cli_fails_with_one_line_when_the_endpoint_is_down(iu_text, tmp_path, ca
     assert "no answer after 1 attempt (unreachable" in err
     assert main(["llm-report", "--data", str(iu_text.root), "--out", str(tmp_path)]) != 0
     assert "--run is required" in capsys.readouterr().err
+
+
+def _llm_cli(iu_text, out, url, *extra):
+    from mtl_report.cli import main
+
+    return main(
+        [
+            "llm-report",
+            "--data",
+            str(iu_text.root),
+            "--findings-from",
+            "labels",
+            "--out",
+            str(out),
+            "--k",
+            "1",
+            "--no-cot",
+            "--llm-url",
+            url,
+            "--llm-model",
+            "m",
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+def test_null_answers_are_counted_failures_not_empty_reports(iu_text, tmp_path, capsys):
+    calls = []
+
+    def answer(body):  # "content": null for the first two studies
+        calls.append(1)
+        return None if len(calls) <= 2 else faithful_report(last_description(body["messages"]))
+
+    with FakeOpenAIServer(answer=answer) as server:
+        code = _llm_cli(iu_text, tmp_path / "out", server.url, "--limit", "5")
+    assert code == 0 and len(server.requests) == 5  # empty answers are not retried
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert len(warning) == 1
+    assert "2 of 5 studies failed" in warning[0] and "empty_answer: 2" in warning[0]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["text"]["llm_failures"] == {"empty_answer": 2}
+    assert metrics["n"] == 3 and metrics["text"]["clinical_efficacy"]["n"] == 3
+    assert metrics["llm"]["studies"] == 5
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False)
+    assert table["llm_failure"].tolist() == ["empty_answer"] * 2 + [""] * 3
+    assert table["study_id"].astype(str).tolist() == (
+        iu_text.split("test").head(5)["study_id"].tolist()
+    )
+    assert (table["bleu_4"].iloc[:2] == "").all()  # not scored, not a zero
+    prompts = read_prompts(tmp_path / "out")
+    assert prompts[0]["failure"] == "empty_answer" and "content is null" in (
+        prompts[0]["failure_detail"]
+    )
+
+
+def test_cli_exits_non_zero_when_every_study_fails(iu_text, tmp_path, capsys):
+    with FakeOpenAIServer(answer=lambda body: None) as server:
+        code = _llm_cli(iu_text, tmp_path / "out", server.url, "--limit", "3")
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1
+    assert "all 3 studies failed (empty_answer: 3)" in err and "content is null" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+class _Answers(FakeChat):
+    """A fake model answering from a list (the last repeats); ``delay`` seconds a call."""
+
+    def __init__(self, answers, delay=0.0):
+        super().__init__()
+        self.answers, self.delay = list(answers), delay
+
+    def chat(self, messages, config):
+        self.calls.append(messages)
+        time.sleep(self.delay)
+        answer = self.answers[min(len(self.calls), len(self.answers)) - 1]
+        return answer if answer is not None else faithful_report(last_description(messages))
+
+
+def test_failures_stop_the_run_early_or_past_the_limit(iu_text, tmp_path):
+    cfg = dict(k=0, cot=False, findings_from="labels")
+    blank = _Answers(["FINDINGS:\nIMPRESSION:"])  # headers only: no report text
+    with pytest.raises(LLMError, match=r"first 5 studies all failed, stopping \(empty_report: 5\)"):
+        llm_report(iu_text, tmp_path, config=LLMReportConfig(limit=8, **cfg), chat_model=blank)
+    assert len(blank.calls) == 5
+    some = _Answers([None, "", None, "", None, ""])  # every other study fails
+    match = r"3 studies failed, more than --llm-max-failures 2 \(empty_answer: 3\)"
+    with pytest.raises(LLMError, match=match):
+        llm_report(
+            iu_text,
+            tmp_path,
+            config=LLMReportConfig(limit=8, max_failures=2, **cfg),
+            chat_model=some,
+        )
+    assert len(some.calls) == 6
+
+
+def test_study_budget_spent_is_a_counted_failure(iu_text):
+    from mtl_report.llm_report import OpenAIChat
+    from mtl_report.llm_report.pipeline import _findings, _split_records, generate_reports
+
+    # study 1: plan and report at once; study 2: the plan takes 0.5 s, the report would too
+    cfg = LLMReportConfig(k=0, cot=True, study_budget=0.7, findings_from="labels", limit=2)
+    records = _split_records(iu_text, "test", cfg.limit)
+    sources = _findings(iu_text, "test", records, cfg, None, None, None)
+    with FakeOpenAIServer(script=["ok", "ok", "slow"], slow=0.5) as server:
+        chat = OpenAIChat(server.url, "m", timeout=5, retries=1)
+        start = time.monotonic()
+        rows = generate_reports(chat, iu_text, records, sources, cfg)
+    assert time.monotonic() - start < 2
+    assert len(server.requests) == 4  # no retry once the budget is spent
+    assert [r.get("failure") for r in rows] == [None, "budget"]
+    assert rows[1]["plan"] and "time budget ran out" in rows[1]["failure_detail"]
+    # a model that cannot be interrupted is checked after its call
+    slow = _Answers([None], delay=0.3)
+    with pytest.raises(LLMError, match=r"the only study failed \(budget: 1\).*0\.2 s"):
+        generate_reports(slow, iu_text, records.head(1), sources, replace(cfg, study_budget=0.2))

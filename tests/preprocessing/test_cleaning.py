@@ -137,6 +137,23 @@ def test_unseen_categories_map_to_unknown_and_are_counted():
         ("SOBER", "sober"),  # no expansion inside a word
         ("  ", ""),
         (None, ""),
+        # "/" separates tokens unless it is part of an entry (issue 13, real MIMIC-IV-ED)
+        ("LETHARGY/SOB", "lethargy shortness of breath"),
+        ("SOB/ABNL LABS", "shortness of breath abnormal labs"),
+        ("MVC/INTUBATED TRAUMA", "motor vehicle collision intubated trauma"),
+        ("S/P ARREST", "status post arrest"),
+        ("Abd pain, n/v/d", "abdominal pain nausea vomiting diarrhea"),
+        ("w/cp", "with chest pain"),
+        ("n / v", "nausea vomiting"),
+        ("A-FIB", "atrial fibrillation"),
+        ("sob_cp", "shortness of breath chest pain"),  # "_" is punctuation too
+        ("R FOOT ULCER/CELLULITIS", "right foot ulcer cellulitis"),
+        ("SOB/", "shortness of breath"),
+        ("sobs/p", "sobs p"),  # no entry inside a word, on either side of "/"
+        # placeholders for "no complaint" are missing, not words
+        ("UNKNOWN-CC", ""),
+        ("Unknown", ""),
+        ("___", ""),
     ],
 )
 def test_text_normalisation(raw, clean):
@@ -154,6 +171,14 @@ def test_user_abbreviations_extend_and_override(tmp_path):
     bad.write_text("only-one-field\n")
     with pytest.raises(DataError, match=r"bad\.tsv:1"):
         load_abbreviations([bad])
+    bad.write_text("# comment\n/x\tslash x\n")
+    with pytest.raises(DataError, match=r"bad\.tsv:2: abbreviation '/x' must start with a letter"):
+        load_abbreviations([bad])
+    # A user entry with punctuation matches however the text punctuates it.
+    extra.write_text("x-ray\tradiograph\n")
+    table = load_abbreviations([extra])
+    out = normalise_text(pd.Series(["X-RAY, x ray; x_ray"]), table).iloc[0]
+    assert out == "radiograph radiograph radiograph"
 
 
 def test_acuity_keeps_levels_1_to_5():

@@ -150,10 +150,14 @@ def test_missing_csv_and_column(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_everything_dropped_still_writes_an_empty_dataset(tmp_path):
+def test_everything_dropped_is_an_error_naming_the_drops(tmp_path):
     (tmp_path / "labels.csv").write_text("image,label,subject_id\na.jpg,normal,p1\n")
-    log, ds = _prepare(tmp_path / "labels.csv", tmp_path / "out")
-    assert log.dropped_total() == {"image file missing": 1} and ds.records.empty
+    with pytest.raises(DataError, match=r"no studies: all 1 images .* \(image file missing 1\)$"):
+        _prepare(tmp_path / "labels.csv", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "labels.csv").write_text("image,label,subject_id\n")  # header only
+    with pytest.raises(DataError, match=r"labels\.csv: no studies"):
+        _prepare(tmp_path / "labels.csv", tmp_path / "out")
 
 
 def test_helpers():

@@ -184,14 +184,15 @@ def test_kaggle_layout_drops_studies_without_frontal(reports_dir, tmp_path):
     proj = proj[~lateral_only]
     reports.to_csv(tmp_path / "indiana_reports.csv", index=False)
     proj.to_csv(tmp_path / "indiana_projections.csv", index=False)
-    log = prepare_iu_xray(tmp_path / "out", csv=tmp_path / "indiana_reports.csv")
-    log.check()
     no_text = reports["findings"].isna() & reports["impression"].isna()
     frontal = set(proj.loc[proj["projection"] == "Frontal", "uid"])
     expected_no_frontal = int((~no_text & ~reports["uid"].isin(frontal)).sum())
     assert expected_no_frontal >= 3
-    assert log.dropped_total()["no frontal image listed"] == expected_no_frontal
-    assert log.rows_out == 0  # no image folder here: every listed frontal image is missing
+    # No image folder here: every listed frontal image is missing, so no study is left,
+    # which is an error naming every drop reason and count.
+    expected = rf"no studies: all 40 studies .*no frontal image listed {expected_no_frontal}\b"
+    with pytest.raises(DataError, match=expected):
+        prepare_iu_xray(tmp_path / "out", csv=tmp_path / "indiana_reports.csv")
 
 
 def test_r2gen_annotation(shared_data, tmp_path):

@@ -269,9 +269,9 @@ def test_window_hours_recovers_the_early_study(tmp_path):
 
 def test_corrupt_image_is_dropped_and_counted(tmp_path):
     cxr, ed = make_tree(tmp_path, corrupt_image=True)
-    log = prepare_mimic(cxr, ed, tmp_path / "out", MimicPrepConfig(balanced=None))
-    assert log.dropped_total()["image file corrupt or truncated"] == 1
-    assert log.rows_out == 0
+    # The only linkable study has the corrupt image: no study is left, which is an error.
+    with pytest.raises(DataError, match=r"no studies: .*image file corrupt or truncated 1,"):
+        prepare_mimic(cxr, ed, tmp_path / "out", MimicPrepConfig(balanced=None))
 
 
 def test_missing_table_and_column_give_one_line_errors(tmp_path):
