@@ -12,9 +12,21 @@ implementation), on a blank English pipeline, so no spaCy model has to be downlo
 Each mention is positive (1), negated (0) or uncertain (-1); a report's label per finding is
 1 if any mention is positive, else -1 if any is uncertain, else 0 if any is negative, else
 NaN (not mentioned) -- the CheXpert aggregation. Negation beats uncertainty within a mention
-("no definite effusion, possibly atelectasis" -> effusion 0). Besides NegEx's sentence-wide
-uncertainty cues ("may represent", "cannot exclude"), a mention next to an alternative
-("atelectasis or scarring", "effusion versus thickening") is uncertain, as in CheXpert.
+("no definite effusion, possibly atelectasis" -> effusion 0). Uncertainty comes from NegEx's
+sentence-wide cues ("may represent", "possible", "cannot exclude") and from ``uncertain``
+phrases ("borderline cardiomegaly").
+
+Two departures from CheXpert, both measured against the IU X-ray MeSH annotations on the
+development split (``labeler_agreement``) and both editable in the JSON file:
+
+* a mention next to an alternative ("atelectasis or scarring", "atelectasis versus
+  infiltrate") is positive (``alternatives.value`` = 1; CheXpert: uncertain). The IU MeSH
+  indexers index both members of such a two-way differential: 59 of 62 development reports
+  with only this kind of hedge on a finding have that finding in MeSH, and labelling them -1
+  made most of the atelectasis misses (recall 0.69). A NegEx uncertainty cue still wins
+  ("may represent atelectasis or scar" -> -1; MeSH indexes those in 4 of 34);
+* "probable"/"probably" are no uncertainty cues, like "likely" (high-confidence wording);
+  MeSH indexes "probable X" as X in 10 of 12 development mentions.
 
 Known limit of NegEx (no parse): a negation cue reaches to the end of its sentence or to a
 termination cue ("but", "with", ";"), so "no acute disease, cardiomegaly is stable" negates
@@ -32,7 +44,9 @@ Two choices of this vocabulary, both editable in the JSON file:
   (CheXpert's "Lung Opacity" with its Consolidation and Pneumonia children folded in);
   nodular/calcified opacities are excluded (they are lesions/granulomas).
 
-Agreement with the IU X-ray MeSH annotations is measured in ``tests/metrics/test_labeler.py``.
+Agreement with the IU X-ray MeSH annotations: ``python -m mtl_report.metrics.labeler_agreement``
+(tuned on the R2Gen train + val reports only; the other 896 held aside), asserted in
+``tests/metrics/test_labeler.py``.
 """
 
 from __future__ import annotations
@@ -210,6 +224,7 @@ def build_pipeline(findings: tuple[str, ...] = DEFAULT_FINDINGS, mentions_path: 
     nlp.meta["mtl_alternatives"] = {
         "cues": [c.lower() for c in alternatives.get("cues", [])],
         "window": int(alternatives.get("window", 0)),
+        "value": float(alternatives.get("value", UNCERTAIN)),
     }
     return nlp
 
@@ -242,16 +257,27 @@ def _next_to_alternative(ent: Any, cues: frozenset[str], window: int) -> bool:
     return False
 
 
-def _mention_value(ent: Any, cues: frozenset[str] = frozenset(), window: int = 0) -> float:
-    """1 / 0 / -1 of one entity: fixed for negative/uncertain phrases, NegEx otherwise."""
+def _mention_value(
+    ent: Any,
+    cues: frozenset[str] = frozenset(),
+    window: int = 0,
+    alternative: float = UNCERTAIN,
+) -> float:
+    """1 / 0 / -1 of one entity: fixed for negative/uncertain phrases, NegEx otherwise.
+
+    A mention next to an alternative cue ("atelectasis or scarring") gets ``alternative``
+    (the vocabulary's ``alternatives.value``) unless a NegEx cue already decided it.
+    """
     if ent.ent_id_ == "negative":
         return NEGATIVE
     if ent.ent_id_ == "uncertain":
         return UNCERTAIN
     if ent._.negex:
         return NEGATIVE
-    if ent._.uncertain or _next_to_alternative(ent, cues, window):
+    if ent._.uncertain:
         return UNCERTAIN
+    if _next_to_alternative(ent, cues, window):
+        return alternative
     return POSITIVE
 
 
@@ -278,13 +304,14 @@ def _labelled_mentions(
     nlp = build_pipeline(tuple(findings), str(mentions_path or ""))
     cues = frozenset(nlp.meta["mtl_alternatives"]["cues"])
     window = nlp.meta["mtl_alternatives"]["window"]
+    alternative = nlp.meta["mtl_alternatives"]["value"]
     shared = nlp.meta["mtl_shared_phrases"]
     for doc in nlp.pipe((_prepare(t) for t in texts), batch_size=batch_size):
         mentions = []
         for ent in doc.ents:
             if ent.label_ == _EXCLUDED:
                 continue
-            value = _mention_value(ent, cues, window)
+            value = _mention_value(ent, cues, window, alternative)
             names = shared.get(f"{ent.ent_id_}|{ent.text.lower()}", [ent.label_])
             mentions += [(name, ent, value) for name in names]
         yield mentions

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtl_report.metrics import labeler_agreement
 from mtl_report.metrics.labeler import MENTIONS_PATH, label_reports, mention_table
+from mtl_report.metrics.labeler_agreement import (
+    DEV_R2GEN_SPLITS,
+    agreement_table,
+    mesh_frame,
+    mesh_labels,
+)
 from preprocessing.schema import DEFAULT_FINDINGS, finding_columns
 
 P, N, U = 1.0, 0.0, -1.0
@@ -31,13 +38,17 @@ CASES = [
     ("Small left pleural effusion.", {"pleural_effusion": P}),
     ("There is no pleural effusion.", {"pleural_effusion": N}),
     ("Possible small left pleural effusion.", {"pleural_effusion": U}),
-    ("Small effusion versus pleural thickening.", {"pleural_effusion": U}),
+    ("Small effusion versus pleural thickening.", {"pleural_effusion": P}),
+    ("Probable small residual effusion.", {"pleural_effusion": P}),
     ("Blunting of the right costophrenic angle.", {"pleural_effusion": U}),
     ("Small pericardial effusion.", {"pleural_effusion": NA}),
     # Pneumothorax
     ("Small right apical pneumothorax.", {"pneumothorax": P}),
     ("There is no evidence of pneumothorax.", {"pneumothorax": N}),
     ("The right pneumothorax has resolved.", {"pneumothorax": N}),
+    ("Almost completely resolved right apical pneumothorax.", {"pneumothorax": P}),
+    ("The right pneumothorax has partially resolved.", {"pneumothorax": P}),
+    ("Probable residual left pneumothorax.", {"pneumothorax": P}),
     # the structured form language models echo back ("Pneumothorax: absent")
     ("Pneumothorax: absent. Cardiomegaly: present.", {"pneumothorax": N, "cardiomegaly": P}),
     ("Cannot exclude a small pneumothorax.", {"pneumothorax": U}),
@@ -46,7 +57,39 @@ CASES = [
     ("Bibasilar atelectasis.", {"atelectasis": P}),
     ("No atelectasis.", {"atelectasis": N}),
     ("Streaky opacity may represent atelectasis.", {"atelectasis": U, "lung_opacity": P}),
-    ("Left basilar opacity, atelectasis or scarring.", {"atelectasis": U, "lung_opacity": P}),
+    # a two-way differential names the finding (IU MeSH indexes it): positive, not uncertain
+    ("Left basilar opacity, atelectasis or scarring.", {"atelectasis": P, "lung_opacity": P}),
+    ("Mild streakiness, subsegmental atelectasis versus early infiltrate.", {"atelectasis": P}),
+    ("Scarring and/or atelectasis in the lung bases.", {"atelectasis": P}),
+    # ... unless a NegEx uncertainty cue is in scope
+    ("Opacity may represent atelectasis or scarring.", {"atelectasis": U}),
+    ("Maybe due to pulmonary fibrosis, scarring and/or atelectasis.", {"atelectasis": U}),
+    # "probable"/"probably" read like "likely"
+    ("Mild bibasilar airspace disease, probably atelectasis.", {"atelectasis": P}),
+    ("Probable underlying compressive atelectasis.", {"atelectasis": P}),
+    ("Atelectasis is likely.", {"atelectasis": P}),
+    ("Possible atelectasis.", {"atelectasis": U}),
+    # adjectives of atelectasis are covered by the head word
+    ("Discoid atelectasis in the left base.", {"atelectasis": P}),
+    ("Plate-like atelectasis at the right base.", {"atelectasis": P}),
+    ("Mild subsegmental atelectasis of the left base.", {"atelectasis": P}),
+    # collapse
+    ("Partial collapse of the left upper and lower lobes.", {"atelectasis": P}),
+    ("Stable left upper lobe collapse.", {"atelectasis": P}),
+    ("In the collapsed left upper lobe are pneumatoceles.", {"atelectasis": P}),
+    ("Complete collapse of the left lung.", {"atelectasis": P}),
+    ("No lobar collapse.", {"atelectasis": N}),
+    # "without interval change" is no negation
+    (
+        "Redemonstration without significant interval change of mild subsegmental atelectasis.",
+        {"atelectasis": P},
+    ),
+    ("No atelectasis, without change from prior.", {"atelectasis": N}),
+    # not atelectasis phrases: measured on the development split (labeler_agreement), "volume
+    # loss" is in 11 reports, none MeSH-indexed atelectasis; "bandlike/platelike/linear
+    # opacities" without the word atelectasis would add 2 false and no true positives.
+    ("Mild left-sided volume loss.", {"atelectasis": NA}),
+    ("Bandlike opacities in the right base.", {"atelectasis": NA, "lung_opacity": P}),
     ("Heart size is normal.", {"atelectasis": NA}),
     # Lung Opacity (opacity, consolidation, airspace disease, infiltrate, pneumonia)
     ("Right lower lobe pneumonia.", {"lung_opacity": P}),
@@ -56,6 +99,9 @@ CASES = [
     ("Lungs are clear except for a left basilar opacity.", {"lung_opacity": P}),
     ("Nodular opacity in the right upper lobe.", {"lung_opacity": NA}),
     ("No acute cardiopulmonary abnormality.", {"lung_opacity": NA}),
+    # a frequent typo for "clear of airspace disease"
+    ("Lungs are expanded and clear airspace disease.", {"lung_opacity": N}),
+    ("Left lower lobe airspace disease, probably pneumonia.", {"lung_opacity": P}),
     # One negation cue over a list; scope ends at the sentence.
     ("No evidence of pneumothorax or effusion.", {"pneumothorax": N, "pleural_effusion": N}),
     ("No pneumothorax. Small left pleural effusion.", {"pneumothorax": N, "pleural_effusion": P}),
@@ -114,96 +160,101 @@ def test_vocabulary_file_is_valid_json_for_every_finding():
 
 
 # --------------------------------------------------------------------------- IU MeSH
-# IU X-ray MeSH annotations are positive findings only ("Head/qualifier/..."): a finding is
-# MeSH-positive when one of its head terms is annotated. Lung Opacity follows the labeler's
-# definition (airspace opacity): Opacity terms that are round (nodules) or outside the lung
-# (ribs, mediastinum, ...) are left out. "Cardiac Shadow/enlarged" counts as Cardiomegaly.
-MESH_HEADS = {
-    "atelectasis": {"pulmonary atelectasis", "atelectasis"},
-    "cardiomegaly": {"cardiomegaly"},
-    "pleural_effusion": {"pleural effusion", "hydropneumothorax", "hemothorax"},
-    "pneumothorax": {"pneumothorax", "hydropneumothorax"},
-    "lung_opacity": {"opacity", "airspace disease", "consolidation", "infiltrate", "pneumonia"},
-}
-NOT_LUNG = {
-    "ribs",
-    "mediastinum",
-    "thoracic vertebrae",
-    "adipose tissue",
-    "heart",
-    "supracardiac",
-    "pleura",
-    "pleural sinus",
-}
+# MeSH-positive per finding (mesh_labels) and the agreement table live in
+# mtl_report.metrics.labeler_agreement, which also prints these tables.
+#
+# Protocol: the vocabulary was tuned on the development split only (R2Gen train + val, 2,365
+# reports); the other 896 IU reports (the R2Gen test studies) are held aside and were read
+# once, after tuning, to measure the goal below. Their misses are not to be used for tuning:
+# tune on the development split (python -m mtl_report.metrics.labeler_agreement --misses N).
+# (The vocabulary before issue 16 was written from all 3,261 reports; the issue-16 changes,
+# the alternative rule, "probable", collapse phrases, "without change", were chosen on the
+# development split only.)
 
 
-def mesh_labels(mesh: str) -> dict[str, int]:
-    """0/1 per finding column from one IU MeSH string."""
-    terms = [[q.strip().lower() for q in t.split("/")] for t in str(mesh).split(";")]
-    out = {}
-    for col, heads in MESH_HEADS.items():
-        hits = [t for t in terms if t[0] in heads]
-        if col == "lung_opacity":
-            hits = [
-                t
-                for t in hits
-                if not (t[0] == "opacity" and ("round" in t or (len(t) > 1 and t[1] in NOT_LUNG)))
-            ]
-        out[col] = int(bool(hits))
-    if any(t[0] == "cardiac shadow" and "enlarged" in t for t in terms):
-        out["cardiomegaly"] = 1
-    return out
-
-
-def agreement_table(labels: pd.DataFrame, mesh: pd.DataFrame) -> pd.DataFrame:
-    """Per finding: MeSH positives, labeler positives (== 1), precision, recall, F1."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    rows = {}
-    for col in mesh.columns:
-        pred = (labels[col] == 1).astype(int)
-        p, r, f, _ = precision_recall_fscore_support(
-            mesh[col], pred, average="binary", zero_division=0
-        )
-        rows[col] = {
-            "mesh_pos": int(mesh[col].sum()),
-            "labeler_pos": int(pred.sum()),
-            "precision": p,
-            "recall": r,
-            "f1": f,
-        }
-    return pd.DataFrame(rows).T
-
-
-# Measured on the 3,261 reports (labeler positive vs MeSH): P / R / F1
-#   atelectasis 0.970 / 0.707 / 0.818   cardiomegaly 0.997 / 0.865 / 0.926
-#   pleural_effusion 0.991 / 0.835 / 0.906   pneumothorax 1.000 / 0.792 / 0.884 (24 MeSH)
-#   lung_opacity 0.958 / 0.955 / 0.957
-# Recall is lower where reports hedge ("atelectasis or scarring", "borderline cardiomegaly",
-# "probable small effusion"): the labeler says uncertain (-1), as CheXpert does, while MeSH
-# indexes the term. Floors: measured minus a small margin (pneumothorax: one study of 24
-# moves F1 by about 0.03).
-F1_FLOOR = {
-    "atelectasis": 0.79,
-    "cardiomegaly": 0.90,
-    "pleural_effusion": 0.87,
-    "pneumothorax": 0.82,
-    "lung_opacity": 0.93,
-}
-PRECISION_FLOOR = 0.94
-
-
-def test_agreement_with_iu_mesh(iu_reports):
+@pytest.fixture(scope="module")
+def iu_labelled(iu_reports) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Labeler labels, MeSH labels and the development mask of the 3,261 reports."""
     assert len(iu_reports) == 3261
     labels = label_reports(iu_reports["text"].tolist(), batch_size=512)
-    mesh = pd.DataFrame([mesh_labels(m) for m in iu_reports["MeSH"]])
-    table = agreement_table(labels, mesh)
-    print("\nlabeler (positive) vs IU MeSH, 3,261 reports\n" + table.round(3).to_string())
-    for col, floor in F1_FLOOR.items():
+    mesh = mesh_frame(iu_reports["MeSH"])
+    dev = iu_reports["split"].isin(DEV_R2GEN_SPLITS).to_numpy()
+    assert dev.sum() == 2365
+    return labels, mesh, dev
+
+
+# Development split (tuned on): P / R / F1 (MeSH positives)
+#   atelectasis 0.980 / 0.995 / 0.987 (195)   cardiomegaly 1.000 / 0.883 / 0.938 (223)
+#   pleural_effusion 0.976 / 0.988 / 0.982 (82)   pneumothorax 1.000 / 1.000 / 1.000 (13)
+#   lung_opacity 0.969 / 0.981 / 0.975 (317)
+# (before issue 16: atelectasis R 0.687 F1 0.810, effusion F1 0.942, pneumothorax 0.870.)
+# Cardiomegaly recall stays below the others: "borderline cardiomegaly"/"upper limits of
+# normal" are uncertain (-1) and MeSH indexes them in only 23 of 90 development reports.
+DEV_F1_FLOOR = {
+    "atelectasis": 0.96,
+    "cardiomegaly": 0.92,
+    "pleural_effusion": 0.95,
+    "pneumothorax": 0.90,
+    "lung_opacity": 0.95,
+}
+PRECISION_FLOOR = 0.95
+
+
+def test_agreement_with_iu_mesh_development(iu_labelled):
+    labels, mesh, dev = iu_labelled
+    table = agreement_table(labels[dev].reset_index(drop=True), mesh[dev].reset_index(drop=True))
+    print("\nlabeler (positive) vs IU MeSH, development split\n" + table.round(3).to_string())
+    for col, floor in DEV_F1_FLOOR.items():
         assert table.loc[col, "f1"] >= floor, (col, table.loc[col].to_dict())
         assert table.loc[col, "precision"] >= PRECISION_FLOOR, (col, table.loc[col].to_dict())
-    # Reports indexed "normal" state no finding as present (measured: 1 of 1,072, a typo
-    # "lungs are ... clear airspace disease").
+
+
+# The goal of issue 16: F1 >= 0.90 for every finding with at least 15 MeSH positives, on the
+# reports held aside while tuning. Measured once, after tuning: P / R / F1 (MeSH positives)
+#   atelectasis 0.929 / 0.963 / 0.945 (81)   cardiomegaly 0.989 / 0.845 / 0.912 (110)
+#   pleural_effusion 0.962 / 0.980 / 0.971 (51)   lung_opacity 0.949 / 0.977 / 0.963 (132)
+#   pneumothorax 1.000 / 0.818 / 0.900 (11: below 15 positives, not part of the goal)
+# (before issue 16: atelectasis 0.836, cardiomegaly 0.906, effusion 0.844, opacity 0.943.)
+GOAL_F1, GOAL_MIN_POSITIVES = 0.90, 15
+
+
+def test_agreement_with_iu_mesh_held_aside(iu_labelled):
+    labels, mesh, dev = iu_labelled
+    held = ~dev
+    assert held.sum() == 896
+    table = agreement_table(labels[held].reset_index(drop=True), mesh[held].reset_index(drop=True))
+    print("\nlabeler (positive) vs IU MeSH, held-aside split\n" + table.round(3).to_string())
+    measured = table[table["mesh_pos"] >= GOAL_MIN_POSITIVES]
+    assert len(measured) >= 4
+    short = measured[measured["f1"] < GOAL_F1]
+    assert short.empty, short.round(3).to_dict(orient="index")
+
+
+def test_normal_reports_state_no_finding(iu_reports, iu_labelled):
+    # Reports indexed "normal" state no finding as present (measured before issue 16: 1 of
+    # 1,072, the typo "lungs are ... clear airspace disease", now read as negative).
+    labels, _, _ = iu_labelled
     normal = iu_reports["MeSH"].str.strip().str.lower().eq("normal").to_numpy()
     assert normal.sum() > 1000
     assert (labels[normal] == 1).any(axis=1).mean() < 0.005
+
+
+def test_agreement_script_prints_both_splits(tmp_path, capsys):
+    pd.DataFrame(
+        {
+            "uid": [1, 2, 3],
+            "MeSH": ["Pulmonary Atelectasis/base/left", "normal", "Cardiomegaly/mild"],
+            "findings": ["Left basilar atelectasis or scarring.", "Lungs are clear.", None],
+            "impression": [None, "Normal chest.", "Mild cardiomegaly."],
+        }
+    ).to_csv(tmp_path / "indiana_reports.csv", index=False)
+    pd.DataFrame({"uid": [1, 2], "split": ["train", "val"]}).to_csv(
+        tmp_path / "r2gen_split.csv", index=False
+    )
+    assert labeler_agreement.main(["--data", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dev"]["reports"] == 2 and out["held_aside"]["reports"] == 1
+    assert out["dev"]["atelectasis"]["f1"] == 1.0
+    assert out["held_aside"]["cardiomegaly"]["recall"] == 1.0
+    assert mesh_labels("Cardiac Shadow/enlarged;Opacity/ribs/right")["cardiomegaly"] == 1
+    assert mesh_labels("Opacity/ribs/right")["lung_opacity"] == 0
