@@ -174,10 +174,14 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", help="image backbone (efficientnet_b0)")
+    g.add_argument(
+        "--backbone",
+        help="image backbone (efficientnet_b0; also efficientnet_lite0, densenet121, swin_tiny)",
+    )
     g.add_argument(
         "--backbone-weights",
-        help="'imagenet' (download), a weights file path (offline), or omit for random init",
+        help="'imagenet' (downloaded; offline for efficientnet_lite0 with the weights extra), "
+        "a weights file path (offline), or omit for random init",
     )
     g.add_argument("--image-size", type=int, help="backbone input size (224)")
     g.add_argument("--hidden-dim", type=int, help="model width (192)")
@@ -722,8 +726,9 @@ def _add_classify_parser(sub) -> None:
     p.add_argument(
         "--backbone",
         default="densenet121",
-        help="densenet121 (default), swin_base, swin_tiny, efficientnet_b0; small configs "
-        "for tests/CPU: densenet_micro, swin_micro",
+        help="densenet121 (default), swin_base, swin_tiny, efficientnet_b0, efficientnet_lite0 "
+        "(ImageNet weights offline with the weights extra); small configs for tests/CPU: "
+        "densenet_micro, swin_micro",
     )
     p.add_argument("--backbone-weights", help="'imagenet' or a weights file (default: random)")
     p.add_argument(
