@@ -404,11 +404,6 @@ VITAL_ALIASES = {
     "spo2": "o2sat",
     "temp": "temperature",
 }
-#: Longest free text (complaint, ICD title, ...) ``generate`` accepts; the model reads the
-#: first ``text_feature_length`` words (16) of it anyway.
-MAX_TEXT_CHARS = 1000
-
-
 def _parse_vitals(pairs: Sequence[str]) -> dict:
     """``["hr=120", "o2sat=88"]`` → ``{"heartrate": 120.0, "o2sat": 88.0}``.
 
@@ -450,6 +445,9 @@ def _check_generate_args(args: argparse.Namespace) -> dict:
     Raises:
         CLIError: a bad vital, text, image path, decoding setting or --explain path.
     """
+    # The longest free text accepted: the bound normalisation cuts to anyway.
+    from preprocessing.cleaning import MAX_TEXT_CHARS
+
     study: dict = _parse_vitals(args.vitals)
     for flag, text, key in (
         ("--complaint", args.complaint, "chief_complaint"),

@@ -96,8 +96,6 @@ IMAGE_PIPELINE_VERSION = 1
 STRING_INPUTS: tuple[str, ...] = (*CATEGORICAL, *TEXT_FEATURES)
 TABULAR_INPUTS: tuple[str, ...] = ("vitals", "vitals_mask", *STRING_INPUTS)
 TARGETS: tuple[str, ...] = ("report", "acuity", "findings")
-#: Free text longer than this (characters) is cut at a word boundary.
-MAX_TEXT_CHARS = 1000
 #: Acuity levels 1–5 → 4 cumulative targets.
 N_ACUITY_TARGETS = 4
 
@@ -547,13 +545,6 @@ def _text_column(values: pd.Series) -> pd.Series:
     return values.astype("string").fillna("").astype(object)
 
 
-def _cut(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    return cut.rsplit(" ", 1)[0] if " " in cut else cut
-
-
 def tabular_inputs(
     records: pd.DataFrame | Mapping[str, Any], cleaning: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
@@ -563,7 +554,7 @@ def tabular_inputs(
     function serves a prepared split and one raw study at inference: implausible vitals →
     missing, °C → °F, gender/ethnicity grouped and mapped to the train vocabulary
     (anything else → ``unknown``), free text normalised (abbreviations expanded) and cut to
-    :data:`MAX_TEXT_CHARS`.
+    :data:`~preprocessing.cleaning.MAX_TEXT_CHARS`.
 
     Args:
         records: a DataFrame (one row per study) or one study as a mapping, e.g.
@@ -620,7 +611,7 @@ def tabular_inputs(
     abbreviations = cleaning.get("abbreviations", {})
     for name in TEXT_FEATURES:
         text = normalise_text(_text_column(column(name)), abbreviations)
-        out[name] = np.asarray([_cut(t) for t in text.tolist()], dtype=object)
+        out[name] = np.asarray(text.tolist(), dtype=object)  # cut by normalise_text
     return out
 
 

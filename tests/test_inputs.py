@@ -13,7 +13,6 @@ import tensorflow as tf
 from PIL import Image
 
 from mtl_report.inputs import (
-    MAX_TEXT_CHARS,
     decode_image,
     image_bytes_ok,
     image_from_array,
@@ -24,7 +23,7 @@ from mtl_report.inputs import (
     tabular_inputs,
 )
 from mtl_report.text import ReportTokenizer
-from preprocessing.cleaning import CleaningConfig, fit_cleaning, scaled_vitals
+from preprocessing.cleaning import MAX_TEXT_CHARS, CleaningConfig, fit_cleaning, scaled_vitals
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
 from preprocessing.io import load_prepared, write_prepared
