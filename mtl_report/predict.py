@@ -36,35 +36,32 @@ def ignored_vitals(vitals: Mapping[str, float], cleaning: Mapping) -> list[str]:
     """The vitals that a run's cleaning transform will treat as missing, one phrase each
     (``"heartrate=900 (plausible 20-300)"``); empty when all are used.
 
-    The same rules as the serving graph (:func:`mtl_report.export.vitals_graph`) and the
-    pandas cleaning (:func:`preprocessing.cleaning.clean_vitals`), with the run's ranges
-    from ``cleaning.json``: non-finite values, values outside the plausible range (after
-    a 30-45 temperature is read as °C and converted), and a diastolic pressure not below
-    the systolic one. Why: the model masks a missing vital, so an implausible one is not
-    an error, but a user who typed it must be told it was not used.
+    Decided by :func:`preprocessing.cleaning.clean_vitals` itself (the rules the serving
+    graph repeats) with the run's ranges from ``cleaning.json``: non-finite values, values
+    outside the plausible range (after a 30-45 temperature is read as °C and converted),
+    and a diastolic pressure not below the systolic one. Why: the model masks a missing
+    vital, so an implausible one is not an error, but a user who typed it must be told it
+    was not used.
     """
-    from preprocessing.cleaning import DEFAULT_VITAL_RANGES
+    import pandas as pd
+
+    from preprocessing.cleaning import DEFAULT_VITAL_RANGES, clean_vitals
 
     ranges = {k: tuple(r) for k, r in cleaning.get("vital_ranges", DEFAULT_VITAL_RANGES).items()}
-    out: list[str] = []
-    kept: dict[str, float] = {}
     celsius = bool(cleaning.get("convert_celsius", True))
-    for name, raw in vitals.items():
-        value = float(raw)
-        x = value
-        if not math.isfinite(x):
+    values = {name: float(raw) for name, raw in vitals.items()}
+    _, counts = clean_vitals(pd.DataFrame([values]), ranges, celsius)
+    out: list[str] = []
+    for name, value in values.items():
+        if not math.isfinite(value):
             out.append(f"{name}={value} (not a finite number)")
-            continue
-        if name == "temperature" and celsius and 30.0 <= x <= 45.0:
-            x = x * 9.0 / 5.0 + 32.0
-        low, high = ranges.get(name, DEFAULT_VITAL_RANGES[name])
-        if not low <= x <= high:
+        elif counts.get(f"{name}_implausible"):
+            low, high = ranges.get(name, DEFAULT_VITAL_RANGES[name])
             also = " °F, or 30-45 °C" if name == "temperature" and celsius else ""
             out.append(f"{name}={value:g} (plausible {low:g}-{high:g}{also})")
-            continue
-        kept[name] = x
-    if "sbp" in kept and "dbp" in kept and kept["dbp"] >= kept["sbp"]:
-        out.append(f"sbp={kept['sbp']:g} and dbp={kept['dbp']:g} (diastolic not below systolic)")
+    if counts.get("bp_dbp_not_below_sbp"):
+        sbp, dbp = values["sbp"], values["dbp"]
+        out.append(f"sbp={sbp:g} and dbp={dbp:g} (diastolic not below systolic)")
     return out
 
 
