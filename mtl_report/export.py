@@ -391,7 +391,7 @@ class ServingGraph:
         return self._predict_fn(tf.reshape(images, [n, size, size, 3]), raw)
 
     def serve_pixels(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        from mtl_report.inputs import resize_image, to_rgb
+        from mtl_report.inputs import check_image_size, resize_image, to_rgb
 
         n = self._check_batch(inputs, "image")
         image = inputs["image"]
@@ -401,23 +401,7 @@ class ServingGraph:
                 (channels >= 1) & (channels <= 4),
                 ["image must be (batch, H, W, C) with C in 1..4, got shape", tf.shape(image)],
             ),
-            tf.debugging.Assert(
-                tf.minimum(tf.shape(image)[1], tf.shape(image)[2]) >= MIN_IMAGE_SIDE,
-                [
-                    f"image too small: each side must be at least {MIN_IMAGE_SIDE} pixels, "
-                    "got shape",
-                    tf.shape(image),
-                ],
-            ),
-            tf.debugging.Assert(
-                tf.cast(tf.shape(image)[1], tf.int64) * tf.cast(tf.shape(image)[2], tf.int64)
-                <= self.max_pixels,
-                [
-                    f"image too large: more than {self.max_pixels} pixels"
-                    f"{_LIMIT_HINT}, got shape",
-                    tf.shape(image),
-                ],
-            ),
+            check_image_size(tf.shape(image)[1:3], "image", self.max_pixels, hint=_LIMIT_HINT),
             tf.debugging.Assert(
                 tf.reduce_all(tf.math.is_finite(image)),
                 ["image has NaN or infinite pixel values"],
