@@ -15,12 +15,18 @@ Training (:func:`train_classifier`):
   ``class_weights="auto"`` (8 : 1 : 3.2 for the default Normal : Pneumonia : TB classes,
   inverse frequency otherwise), ``"balanced"`` (``n / (k · n_c)`` from the train split) or
   explicit numbers;
-- AdamW (weight decay 0.01), learning rate 1e-4 with linear warmup over 3 epochs, gradient
+- AdamW (weight decay 0.01), learning rate 1e-4 with linear warmup over 3 epochs (then
+  constant, or with ``cosine_decay`` a cosine decay to a tenth by the last epoch), gradient
   clipping at global norm 1.0, ``mixed_float16`` as a flag;
 - progressive unfreezing of the backbone: ``unfreeze_schedule`` ``((epoch, fraction), ...)``
-  gives the fraction of backbone layers trainable (from the top) from each epoch on, e.g.
-  ``((0, 0.0), (2, 0.25), (5, 1.0))``: head first, then the top blocks, then everything;
+  gives the fraction of backbone layers trainable (from the top) from each epoch on, by
+  default ``((0, 0.0), (2, 0.25), (5, 1.0))`` for pretrained weights (head first, then the
+  top blocks, then everything) and ``((0, 1.0),)`` for a random backbone (a frozen random
+  backbone computes near-constant features; see :meth:`ClassifierTrainConfig.for_weights`);
   the optimizer is built once over all variables, so its state survives the changes;
+- precise batch-norm statistics: at each epoch end the trainable batch norms get the
+  average statistics of 32 training batches under the current weights, so validation and
+  the saved model compute what training computed (``recalibrate_bn``);
 - early stopping on validation macro-AUC (patience 10), restoring the best weights.
 
 Run directory: ``config.json``, ``tokenizer/``, ``model.keras``, ``history.json``,
@@ -43,6 +49,12 @@ import numpy as np
 import pandas as pd
 
 from mtl_report.config import ConfigError, _from_dict
+from mtl_report.linear_baselines import PIXEL_SIZE, pixel_features, run_linear_baseline
+from mtl_report.metrics.classification import (
+    classification_metrics,
+    prediction_table,
+    score_predictions,
+)
 from mtl_report.models.radgen import DEFAULT_CLASSES, RadGenConfig
 from preprocessing.errors import DataError
 from preprocessing.io import PreparedDataset, load_prepared
@@ -50,8 +62,14 @@ from preprocessing.io import PreparedDataset, load_prepared
 log = logging.getLogger(__name__)
 
 BALANCE_MODES = ("weights", "sampling", "both", "none")
+#: Default unfreezing of a pretrained backbone: head, then the top quarter, then all.
+PRETRAINED_UNFREEZE: tuple[tuple[int, float], ...] = ((0, 0.0), (2, 0.25), (5, 1.0))
+#: Default for a randomly initialised backbone: everything trains from the start.
+RANDOM_INIT_UNFREEZE: tuple[tuple[int, float], ...] = ((0, 1.0),)
 #: RadGen's class weights for Normal : Pneumonia : TB (inverse of 519 : 4202 : 1312).
 DEFAULT_CLASS_WEIGHTS = (8.0, 1.0, 3.2)
+#: Training batches whose statistics replace the moving ones of trainable batch norms.
+CALIBRATION_BATCHES = 32
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
 TOKENIZER_DIR = "tokenizer"
@@ -68,21 +86,27 @@ class ClassifierTrainConfig:
     warmup_epochs: float = 3.0
     clipnorm: float = 1.0
     mixed_precision: bool = False
-    unfreeze_schedule: tuple[tuple[int, float], ...] = ((0, 0.0), (2, 0.25), (5, 1.0))
+    #: ``((epoch, fraction), ...)``; None: :data:`PRETRAINED_UNFREEZE` for pretrained
+    #: weights, :data:`RANDOM_INIT_UNFREEZE` for a random backbone (:meth:`for_weights`).
+    unfreeze_schedule: tuple[tuple[int, float], ...] | None = None
     patience: int = 10
     balance: str = "weights"
     class_weights: Any = "auto"
     report_free: bool = False
     augment: bool = False
+    cosine_decay: bool = False
+    #: Precise batch-norm statistics at each epoch end (see ``recalibrate_batch_norm``).
+    recalibrate_bn: bool = True
     seed: int = 0
     val_fraction: float = 0.15
     min_count: int = 2
     jit_compile: bool = False
 
     def __post_init__(self) -> None:
-        self.unfreeze_schedule = tuple(
-            (int(e), float(f)) for e, f in sorted(self.unfreeze_schedule, key=lambda p: p[0])
-        )
+        if self.unfreeze_schedule is not None:
+            self.unfreeze_schedule = tuple(
+                (int(e), float(f)) for e, f in sorted(self.unfreeze_schedule, key=lambda p: p[0])
+            )
         if self.balance not in BALANCE_MODES:
             raise ConfigError(f"balance must be one of {BALANCE_MODES}, got {self.balance!r}")
         if isinstance(self.class_weights, list | tuple):
@@ -93,10 +117,11 @@ class ClassifierTrainConfig:
             raise ConfigError("class_weights must be 'auto', 'balanced' or a list of numbers")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be >= 1")
-        if not self.unfreeze_schedule or self.unfreeze_schedule[0][0] != 0:
-            raise ConfigError("unfreeze_schedule must start at epoch 0")
-        if any(not 0.0 <= f <= 1.0 for _, f in self.unfreeze_schedule):
-            raise ConfigError("unfreeze fractions must be in [0, 1]")
+        if self.unfreeze_schedule is not None:
+            if not self.unfreeze_schedule or self.unfreeze_schedule[0][0] != 0:
+                raise ConfigError("unfreeze_schedule must start at epoch 0")
+            if any(not 0.0 <= f <= 1.0 for _, f in self.unfreeze_schedule):
+                raise ConfigError("unfreeze fractions must be in [0, 1]")
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError("val_fraction must be in (0, 0.5)")
 
@@ -107,8 +132,26 @@ class ClassifierTrainConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ClassifierTrainConfig:
         return _from_dict(cls, dict(data))
 
+    def for_weights(self, pretrained: bool) -> ClassifierTrainConfig:
+        """This config with the default unfreezing schedule resolved for the backbone.
+
+        A pretrained backbone trains the head first, then its top blocks, then everything
+        (:data:`PRETRAINED_UNFREEZE`). A random one trains everything from the first step
+        (:data:`RANDOM_INIT_UNFREEZE`): frozen, its batch norms normalise with their initial
+        statistics (mean 0, variance 1), and a random DenseNet121's pooled features then
+        vary ~100× less between images than with batch statistics, nearly a constant, so
+        the head learns the class prior (the "never predicts normal" of issue 16; measured
+        in ``bench/diag_frozen_random_backbone.py``).
+        """
+        if self.unfreeze_schedule is not None:
+            return self
+        schedule = PRETRAINED_UNFREEZE if pretrained else RANDOM_INIT_UNFREEZE
+        return replace(self, unfreeze_schedule=schedule)
+
     def unfreeze_fraction(self, epoch: int) -> float:
-        """Backbone fraction trainable at ``epoch`` (0-based)."""
+        """Backbone fraction trainable at ``epoch`` (0-based; default schedule: pretrained)."""
+        if self.unfreeze_schedule is None:
+            return self.for_weights(True).unfreeze_fraction(epoch)
         fraction = self.unfreeze_schedule[0][1]
         for start, f in self.unfreeze_schedule:
             if epoch >= start:
@@ -182,6 +225,14 @@ def class_weight_vector(
         w = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0)
     mean = (w * counts).sum() / max(counts.sum(), 1)
     return w / mean if mean > 0 else w
+
+
+def has_sources(records: pd.DataFrame) -> bool:
+    """Whether ``records`` name two image sources or more (``source`` column)."""
+    if "source" not in records:
+        return False
+    sources = records["source"].fillna("").astype(str)
+    return sources[sources != ""].nunique() > 1
 
 
 def make_classify_dataset(
@@ -280,50 +331,6 @@ def make_classify_dataset(
 # --------------------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------------------
-def classification_metrics(
-    labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]
-) -> dict[str, Any]:
-    """Macro/per-class AUC (one-vs-rest), macro-F1, accuracy, per-class sensitivity and
-    specificity, confusion matrix (rows = truth, columns = prediction), with sklearn.
-
-    A class absent from ``labels`` (or present in all) has AUC None; the macro-AUC averages
-    the defined ones.
-    """
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
-
-    labels = np.asarray(labels, int)
-    probabilities = np.asarray(probabilities, float)
-    k = len(classes)
-    if len(labels) == 0:
-        raise ValueError("no predictions to score")
-    pred = probabilities.argmax(axis=1)
-    cm = confusion_matrix(labels, pred, labels=list(range(k)))
-    auc, sens, spec = {}, {}, {}
-    for i, c in enumerate(classes):
-        pos = labels == i
-        auc[c] = (
-            float(roc_auc_score(pos, probabilities[:, i])) if 0 < pos.sum() < len(pos) else None
-        )
-        tp, fn = cm[i, i], cm[i].sum() - cm[i, i]
-        fp = cm[:, i].sum() - cm[i, i]
-        tn = cm.sum() - tp - fn - fp
-        sens[c] = float(tp / (tp + fn)) if tp + fn else None
-        spec[c] = float(tn / (tn + fp)) if tn + fp else None
-    defined = [v for v in auc.values() if v is not None]
-    return {
-        "macro_auc": float(np.mean(defined)) if defined else None,
-        "auc": auc,
-        "macro_f1": float(
-            f1_score(labels, pred, labels=list(range(k)), average="macro", zero_division=0)
-        ),
-        "accuracy": float(accuracy_score(labels, pred)),
-        "sensitivity": sens,
-        "specificity": spec,
-        "confusion_matrix": cm.tolist(),
-        "classes": list(classes),
-    }
-
-
 def report_text_metrics(generated: Sequence[str], references: Sequence[str]) -> dict | None:
     """BLEU-1..4, ROUGE-L, CIDEr of generated reports against the references, with the
     shared metrics module (:func:`mtl_report.metrics.coco_scores`, the same normalisation
@@ -365,6 +372,20 @@ def _callbacks_module():
                 # The traced train step captured the old trainable variables.
                 self.model.make_train_function(force=True)
 
+    class BatchNormRecalibration(keras.callbacks.Callback):
+        """Precise batch-norm statistics at each epoch end, before validation and before
+        the best weights are kept (:func:`~mtl_report.models.backbones.recalibrate_batch_norm`)."""
+
+        def __init__(self, data):
+            super().__init__()
+            self.data = data
+            self.layers = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            from mtl_report.models.backbones import recalibrate_batch_norm
+
+            self.layers = recalibrate_batch_norm(self.model, self.data)
+
     class ValidationAUCStopping(keras.callbacks.Callback):
         """Validation macro-AUC each epoch; early stopping with best-weight restore."""
 
@@ -402,7 +423,7 @@ def _callbacks_module():
             if self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
 
-    return ProgressiveUnfreezing, ValidationAUCStopping
+    return ProgressiveUnfreezing, BatchNormRecalibration, ValidationAUCStopping
 
 
 # --------------------------------------------------------------------------------------
@@ -470,6 +491,7 @@ def train_classifier(
 
     model_config = model_config or RadGenConfig()
     train_config = train_config or ClassifierTrainConfig()
+    train_config = train_config.for_weights(model_config.backbone_weights is not None)
     ds = load_classification(data)
     classes = classes_for(ds, model_config)
     model_config = replace(model_config, classes=classes)
@@ -524,7 +546,10 @@ def train_classifier(
 
         steps = math.ceil(len(train_rec) / train_config.batch_size)
         schedule = LinearWarmup(
-            train_config.learning_rate, round(train_config.warmup_epochs * steps)
+            train_config.learning_rate,
+            round(train_config.warmup_epochs * steps),
+            total_steps=train_config.epochs * steps,
+            decay=train_config.cosine_decay,
         )
         optimizer = keras.optimizers.AdamW(
             schedule, weight_decay=train_config.weight_decay, clipnorm=train_config.clipnorm
@@ -533,12 +558,18 @@ def train_classifier(
         # Build the optimizer over every variable once, so unfreezing keeps its state.
         model.optimizer.build(model.trainable_variables)
 
-        ProgressiveUnfreezing, ValidationAUCStopping = _callbacks_module()
+        ProgressiveUnfreezing, BatchNormRecalibration, ValidationAUCStopping = _callbacks_module()
         callbacks: list = [keras.callbacks.TerminateOnNaN()]
         unfreezer = None
         if model.backbone is not None:
             unfreezer = ProgressiveUnfreezing(model.backbone, train_config.unfreeze_fraction)
             callbacks.append(unfreezer)
+            if train_config.recalibrate_bn:
+                n_calib = min(len(train_rec), CALIBRATION_BATCHES * train_config.batch_size)
+                calib = train_rec.sample(n_calib, random_state=train_config.seed)
+                callbacks.append(
+                    BatchNormRecalibration(make_classify_dataset(calib, classes, **common))
+                )
         stopper = None
         if val_data is not None:
             val_labels = val_rec["label"].astype(str).map(index).to_numpy(int)
@@ -695,7 +726,8 @@ def evaluate_model(
     out_dir: Path | None = None,
     reports: bool = True,
 ) -> dict[str, Any]:
-    """Score a model on ``records``: classification metrics, gate summary, report metrics.
+    """Score a model on ``records``: classification metrics, gate summary, report metrics,
+    and per-source recalls when ``records`` has a ``source`` column.
 
     Writes ``predictions.csv`` (study, label, probabilities, gate, generated report) to
     ``out_dir`` when given.
@@ -705,7 +737,7 @@ def evaluate_model(
     probs, gate, images = predict_records(
         model, tokenizer, records, classes, model_config, batch_size
     )
-    metrics: dict[str, Any] = {"classification": classification_metrics(labels, probs, classes)}
+    metrics = score_predictions(records, probs, classes)
     if gate is not None:
         metrics["gate"] = {
             "mean": float(gate.mean()),
@@ -721,14 +753,8 @@ def evaluate_model(
         text = report_text_metrics(generated, records["report"].tolist())
         if text is not None:
             metrics["text"] = text
-    metrics["n"] = len(records)
     if out_dir is not None:
-        table = pd.DataFrame(
-            {"study_id": records["study_id"].to_numpy(), "label": records["label"].to_numpy()}
-        )
-        for i, c in enumerate(classes):
-            table[f"p_{c}"] = probs[:, i]
-        table["predicted"] = [classes[i] for i in probs.argmax(1)]
+        table = prediction_table(records, probs, classes)
         if gate is not None:
             table["gate"] = gate
         if generated is not None:
@@ -921,6 +947,9 @@ class Variant:
     train: Mapping[str, Any]
     description: str
     needs_text: bool = True
+    #: "network" (a RadGen model), or a scikit-learn baseline of
+    #: :mod:`mtl_report.linear_baselines`: "pixels" or "source".
+    kind: str = "network"
 
 
 def default_variants(image_backbones: Sequence[str], ablations: bool = True) -> list[Variant]:
@@ -940,6 +969,22 @@ def default_variants(image_backbones: Sequence[str], ablations: bool = True) -> 
         Variant("text", {"fusion": "text"}, {}, "report text only"),
         Variant("early_fusion", {"fusion": "early"}, {}, "concatenate pooled features, MLP"),
         Variant("late_fusion", {}, {}, "average of image-only and text-only probabilities"),
+        Variant(
+            "pixels_pca_lr",
+            {},
+            {},
+            f"PCA + logistic regression on {PIXEL_SIZE} px pixels",
+            False,
+            "pixels",
+        ),
+        Variant(
+            "source_only",
+            {},
+            {},
+            "predicts the image source, then the class shares of that source",
+            False,
+            "source",
+        ),
     ]
     if ablations:
         rows += [
@@ -1014,8 +1059,30 @@ def compare_variants(
     per_variant: dict[str, list[dict]] = {}
     notes: dict[str, str] = {}
     first_image = f"image_{image_backbones[0]}" if image_backbones else None
+    features = None
     for v in variants:
         if v.name == "late_fusion":
+            continue
+        if v.kind != "network":
+            if v.kind == "source" and not has_sources(ds.records):
+                notes[v.name] = "skipped: no 'source' column with two sources or more"
+                continue
+            if features is None:
+                if progress:
+                    progress(f"{v.name}: reading {PIXEL_SIZE} px pixels")
+                paths = ds.records["image_path"].tolist()
+                features = dict(zip(paths, pixel_features(paths)))
+            per_variant[v.name] = [
+                run_linear_baseline(
+                    v.kind,
+                    ds.records.assign(split=np.asarray(split)),
+                    classes,
+                    features,
+                    out / v.name / (f"fold_{k}" if folds else "run"),
+                    train_config.seed,
+                )
+                for k, split in enumerate(splits)
+            ]
             continue
         if v.needs_text and not text_ok and v.model.get("fusion") in ("text", "early", "average"):
             notes[v.name] = "skipped: no report text"
@@ -1057,10 +1124,13 @@ def compare_variants(
                     label = "gate_mean" if metric == "gate.mean" else metric.split(".")[-1]
                     row[label] = r["mean_std"] if folds else f"{r['mean']:.3f}"
             for c in classes:
-                key = f"classification.auc.{c}"
-                if key in summary.index:
-                    r = summary.loc[key]
-                    row[f"auc_{c}"] = r["mean_std"] if folds else f"{r['mean']:.3f}"
+                for key, label in (
+                    (f"classification.auc.{c}", f"auc_{c}"),
+                    (f"classification.sensitivity_at_95_specificity.{c}", f"sens@95spec_{c}"),
+                ):
+                    if key in summary.index:
+                        r = summary.loc[key]
+                        row[label] = r["mean_std"] if folds else f"{r['mean']:.3f}"
         else:
             row["note"] = notes.get(v.name, "")
         rows.append(row)

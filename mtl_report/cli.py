@@ -371,6 +371,7 @@ def cmd_llm_report(args: argparse.Namespace) -> int:
         args.bertscore_model,
     )
     from mtl_report.llm_report import llm_ablation, llm_report
+
     config = _llm_config(args)
     model = _chat_model(args)
     progress = _progress_factory(not args.quiet)
@@ -404,6 +405,8 @@ VITAL_ALIASES = {
     "spo2": "o2sat",
     "temp": "temperature",
 }
+
+
 def _parse_vitals(pairs: Sequence[str]) -> dict:
     """``["hr=120", "o2sat=88"]`` → ``{"heartrate": 120.0, "o2sat": 88.0}``.
 
@@ -591,6 +594,8 @@ def _classify_configs(args: argparse.Namespace):
         "seed": args.seed,
         "report_free": args.report_free,
         "mixed_precision": args.mixed_precision,
+        "augment": args.augment,
+        "cosine_decay": args.cosine,
     }
     if args.unfreeze:
         train["unfreeze_schedule"] = parse_unfreeze(args.unfreeze)
@@ -713,8 +718,10 @@ def _add_classify_parser(sub) -> None:
         "text: swappable backbone, gated cross-modal fusion, auxiliary report loss. "
         "Actions: train (one run), evaluate (a run on a split), cv (patient-grouped "
         "stratified K-fold, mean ± std), baselines (full model vs image-only, text-only, "
-        "early and late fusion; --ablations adds no-gate, no-report-loss, no-class-weights, "
-        "sampling), export (SavedModel, serving_default(image_bytes, report)).",
+        "early and late fusion, pixels_pca_lr: PCA + logistic regression on 64 px pixels, "
+        "source_only: predicts the table's 'source' column and that source's class shares; "
+        "--ablations adds no-gate, no-report-loss, no-class-weights, sampling), "
+        "export (SavedModel, serving_default(image_bytes, report)).",
     )
     p.add_argument("action", choices=("train", "evaluate", "cv", "baselines", "export"))
     p.add_argument("--data", type=Path, help="prepared classification dataset")
@@ -742,10 +749,17 @@ def _add_classify_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (1e-4)")
     p.add_argument("--warmup-epochs", type=float, default=3.0, help="linear warmup (3)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (10)")
+    p.add_argument("--cosine", action="store_true", help="cosine learning-rate decay after warmup")
     p.add_argument("--balance", default="weights", choices=("weights", "sampling", "both", "none"))
     p.add_argument("--class-weights", help="auto (8:1:3.2 / inverse freq.), balanced, or a,b,c")
-    p.add_argument("--unfreeze", help="EPOCH:FRACTION,... backbone unfreezing (0:0,2:0.25,5:1)")
+    p.add_argument(
+        "--unfreeze",
+        help="EPOCH:FRACTION,... backbone unfreezing (pretrained: 0:0,2:0.25,5:1; random: 0:1)",
+    )
     p.add_argument("--report-free", action="store_true", help="ignore report text (image path)")
+    p.add_argument(
+        "--augment", action="store_true", help="random rotation/zoom/shift/contrast in training"
+    )
     p.add_argument("--report-loss-weight", type=float, help="λ of the report loss (0.3)")
     p.add_argument("--hidden-dim", type=int, help="fusion width (256)")
     p.add_argument("--num-heads", type=int, help="attention heads (4)")

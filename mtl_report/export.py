@@ -92,6 +92,7 @@ def check_max_pixels(max_pixels: int) -> int:
         )
     return int(max_pixels)
 
+
 # Python's ``\w`` and ``\s`` on str are Unicode-aware; RE2's are ASCII-only, so spell out
 # the Unicode classes to normalise text exactly like the pandas/``re`` path (``[^\W_]``,
 # a letter or digit, is ``_ALNUM``).

@@ -1,4 +1,5 @@
-"""Plain image-classification tables (``image, label, subject_id[, report][, source_split]``).
+"""Plain image-classification tables
+(``image, label, subject_id[, report][, source][, source_split]``).
 
 The three-class fusion model (normal / bacterial / viral, standing in for RadGen's
 normal / pneumonia / TB) trains on a table of images and labels, as in
@@ -276,6 +277,8 @@ def prepare_image_table(
         },
         index=table.index,
     )
+    if "source" in table:  # the image source (hospital, dataset): per-source results
+        records["source"] = table["source"].astype("string").fillna("").astype(object)
     if "source_split" in table:
         records["source_split"] = table["source_split"]
     records = records.sort_values("study_id", kind="stable").reset_index(drop=True)

@@ -54,4 +54,3 @@ def serving_session(serving_export):
     from serving_helpers import ServingSession
 
     return ServingSession(serving_export.path)
-

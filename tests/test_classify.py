@@ -78,6 +78,17 @@ def test_train_config_validation():
     assert ClassifierTrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_default_unfreezing_depends_on_the_weights():
+    """A random backbone trains whole from the start (frozen, its batch norms use their
+    initial statistics and its features are nearly constant); pretrained: head first."""
+    cfg = ClassifierTrainConfig()
+    assert cfg.for_weights(False).unfreeze_schedule == ((0, 1.0),)
+    assert cfg.for_weights(True).unfreeze_schedule == ((0, 0.0), (2, 0.25), (5, 1.0))
+    assert [cfg.for_weights(False).unfreeze_fraction(e) for e in (0, 3)] == [1.0, 1.0]
+    explicit = ClassifierTrainConfig(unfreeze_schedule=((0, 0.5),))
+    assert explicit.for_weights(False) is explicit
+
+
 def test_classification_metrics_known_values():
     labels = np.array([0, 0, 1, 1, 2, 2])
     probs = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.2 / 3

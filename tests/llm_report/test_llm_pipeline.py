@@ -302,8 +302,9 @@ def test_null_answers_are_counted_failures_not_empty_reports(iu_text, tmp_path, 
     )
     assert (table["bleu_4"].iloc[:2] == "").all()  # not scored, not a zero
     prompts = read_prompts(tmp_path / "out")
-    assert prompts[0]["failure"] == "empty_answer" and "content is null" in (
-        prompts[0]["failure_detail"]
+    assert (
+        prompts[0]["failure"] == "empty_answer"
+        and "content is null" in (prompts[0]["failure_detail"])
     )
 
 

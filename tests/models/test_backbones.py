@@ -86,3 +86,34 @@ def test_densenet_uses_imagenet_normalisation():
     norm = [layer for layer in model._flatten_layers() if layer.name == "imagenet_norm"]
     assert norm, "DenseNet/Swin entries normalise [0, 255] inputs themselves"
     assert backbones.IMAGENET_MEAN[0] == pytest.approx(0.485)
+
+
+def test_recalibrate_batch_norm_matches_the_current_weights():
+    """Trainable batch norms get the average batch statistics of the data under the
+    current weights; frozen ones keep theirs; momenta are restored."""
+    from mtl_report.models.backbones import recalibrate_batch_norm
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4,))
+    h = keras.layers.Dense(3, name="dense")(x)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    y = keras.layers.BatchNormalization(name="frozen")(h)
+    model = keras.Model(x, y)
+    model.get_layer("frozen").trainable = False
+    data = np.random.default_rng(0).normal(2.0, 3.0, (64, 4)).astype("float32")
+    batches = [data[i : i + 16] for i in range(0, 64, 16)]
+    # Initial moving statistics (0 / 1) do not describe the Dense outputs at all.
+    assert recalibrate_batch_norm(model, [(b, None) for b in batches]) == 1
+    dense = np.asarray(model.get_layer("dense")(data))
+    bn = model.get_layer("bn")
+    expected_mean = np.mean([dense[i : i + 16].mean(0) for i in range(0, 64, 16)], axis=0)
+    expected_var = np.mean([dense[i : i + 16].var(0) for i in range(0, 64, 16)], axis=0)
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), expected_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), expected_var, rtol=1e-3)
+    frozen = model.get_layer("frozen")
+    np.testing.assert_array_equal(np.asarray(frozen.moving_mean), 0.0)
+    assert bn.momentum == pytest.approx(0.99)
+    # Inference now normalises as training does: outputs of the first BN are ~N(0, 1).
+    out = np.asarray(bn(model.get_layer("dense")(data), training=False))
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=0.05)
+    assert recalibrate_batch_norm(keras.Sequential([keras.layers.Dense(2)]), batches) == 0
