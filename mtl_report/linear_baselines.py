@@ -32,7 +32,7 @@ from preprocessing.errors import DataError
 
 PIXEL_SIZE = 64
 N_COMPONENTS = 128
-C_GRID = (0.0001, 0.001, 0.01, 0.1, 1.0)
+C_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0)
 KINDS = ("pixels", "source")
 
 
