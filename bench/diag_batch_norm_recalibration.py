@@ -52,14 +52,7 @@ def main() -> None:
         }
 
     score("saved_statistics")
-    data = classify.make_classify_dataset(
-        calib,
-        classes,
-        tokenizer,
-        image_size=cfg.image_size,
-        batch_size=batch,
-        input_names=list(model.input.keys()),
-    )
+    data = classify.inference_dataset(model, tokenizer, calib, classes, cfg, batch)
     out["recalibrated_layers"] = recalibrate_batch_norm(model, data)
     score("recalibrated_statistics")
     print(json.dumps(out, indent=2))

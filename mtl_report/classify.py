@@ -690,9 +690,9 @@ def greedy_reports(model, images: np.ndarray, tokenizer, batch_size: int = 32) -
     return texts
 
 
-def predict_records(model, tokenizer, records: pd.DataFrame, classes, model_config, batch_size=32):
-    """``(probabilities (N, k), gate (N,) or None, images or None)`` for ``records``."""
-    data = make_classify_dataset(
+def inference_dataset(model, tokenizer, records: pd.DataFrame, classes, model_config, batch_size):
+    """Unshuffled, unaugmented ``(x, y)`` batches of ``records`` for ``model``'s inputs."""
+    return make_classify_dataset(
         records,
         classes,
         tokenizer,
@@ -700,6 +700,11 @@ def predict_records(model, tokenizer, records: pd.DataFrame, classes, model_conf
         batch_size=batch_size,
         input_names=list(model.input.keys()),
     )
+
+
+def predict_records(model, tokenizer, records: pd.DataFrame, classes, model_config, batch_size=32):
+    """``(probabilities (N, k), gate (N,) or None, images or None)`` for ``records``."""
+    data = inference_dataset(model, tokenizer, records, classes, model_config, batch_size)
     probs, gates, images = [], [], []
     for x, _ in data:
         out = model(x, training=False)
