@@ -49,7 +49,12 @@ import numpy as np
 import pandas as pd
 
 from mtl_report.config import ConfigError, _from_dict
-from mtl_report.linear_baselines import PIXEL_SIZE, pixel_features, run_linear_baseline
+from mtl_report.linear_baselines import (
+    PIXEL_SIZE,
+    has_sources,
+    pixel_features,
+    run_linear_baseline,
+)
 from mtl_report.metrics.classification import (
     classification_metrics,
     prediction_table,
@@ -225,14 +230,6 @@ def class_weight_vector(
         w = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0)
     mean = (w * counts).sum() / max(counts.sum(), 1)
     return w / mean if mean > 0 else w
-
-
-def has_sources(records: pd.DataFrame) -> bool:
-    """Whether ``records`` name two image sources or more (``source`` column)."""
-    if "source" not in records:
-        return False
-    sources = records["source"].fillna("").astype(str)
-    return sources[sources != ""].nunique() > 1
 
 
 def make_classify_dataset(

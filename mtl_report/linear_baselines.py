@@ -27,7 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_report.metrics.classification import prediction_table, score_predictions
+from mtl_report.metrics.classification import (
+    classification_metrics,
+    prediction_table,
+    score_predictions,
+)
 from preprocessing.errors import DataError
 
 PIXEL_SIZE = 64
@@ -64,13 +68,12 @@ def _model(n_train: int, c: float, seed: int):
     )
 
 
-def _macro_auc(y: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    aucs = [
-        roc_auc_score(y == i, probs[:, i]) for i in range(n_classes) if 0 < (y == i).sum() < len(y)
-    ]
-    return float(np.mean(aucs)) if aucs else float("nan")
+def has_sources(records: pd.DataFrame) -> bool:
+    """Whether ``records`` name two image sources or more (``source`` column)."""
+    if "source" not in records:
+        return False
+    sources = records["source"].fillna("").astype(str)
+    return sources[sources != ""].nunique() > 1
 
 
 def fit_linear(
@@ -91,7 +94,7 @@ def fit_linear(
             model = _model(int(train.sum()), c, seed).fit(x[train], y[train])
             probs = np.zeros((int(val.sum()), n_classes))
             probs[:, model.classes_] = model.predict_proba(x[val])
-            scores[c] = _macro_auc(y[val], probs, n_classes)
+            scores[c] = classification_metrics(y[val], probs, range(n_classes))["macro_auc"]
         best_c = max(C_GRID, key=lambda c: (scores[c], -c))
     return _model(len(y), best_c, seed).fit(x, y), best_c
 
@@ -129,8 +132,8 @@ def linear_baseline(
     if kind == "pixels":
         model, c = fit_linear(x_fit, y_fit, is_val, len(classes), seed)
         return _probabilities(model, x_test, len(classes)), {"C": c}
-    if "source" not in records or records["source"].astype(str).isin(("", "nan")).all():
-        raise DataError("the source-only baseline needs a 'source' column")
+    if not has_sources(records):
+        raise DataError("the source-only baseline needs a 'source' column with two sources")
     sources = sorted(fit_rows["source"].astype(str).unique())
     if len(sources) < 2:
         raise DataError(f"the source-only baseline needs two sources or more, got {sources}")
