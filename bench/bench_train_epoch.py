@@ -29,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.config import ModelConfig
-from mtl_report.models.aksoy import build_aksoy_model
+from mtl_report.models.aksoy import ED_FIELDS, AksoyPreprocessor, build_aksoy_model
 from mtl_report.models.backbones import build_backbone
 from mtl_report.presets import get_preset
+from preprocessing.schema import VITALS
 
 
 def synthetic_batch_source(n: int, vocab: int, seed: int = 0):
@@ -41,8 +42,12 @@ def synthetic_batch_source(n: int, vocab: int, seed: int = 0):
     tokens[:, 0] = 2
     x = {
         "image_features": features,
-        "vitals": rng.random((n, 6)).astype("float32"),
-        "vitals_mask": np.ones((n, 6), "float32"),
+        "o2sat": rng.uniform(85, 100, n),
+        "heartrate": rng.uniform(50, 140, n),
+        "resprate": rng.uniform(10, 30, n),
+        "sbp": rng.uniform(100, 160, n),
+        "dbp": rng.uniform(50, 90, n),
+        "temperature": rng.uniform(97, 102, n),
         "gender": rng.choice(["F", "M"], n).astype(object),
         "ethnicity": rng.choice(["white", "black", "unknown"], n).astype(object),
         "chief_complaint": rng.choice(["chest pain", "shortness of breath", ""], n).astype(object),
@@ -75,21 +80,29 @@ def main() -> None:
     keras.utils.set_random_seed(0)
 
     x, y = synthetic_batch_source(args.studies, args.vocab)
+    model_config, train_config = get_preset("mtl_tp", ModelConfig())
+    preprocessor = AksoyPreprocessor(
+        minmax={v: [0.0, 200.0] for v in VITALS},
+        gender_vocabulary=["F", "M", "unknown"],
+        ethnicity_vocabulary=["black", "white", "unknown"],
+        complaint_vocabulary=["chest", "pain", "shortness", "of", "breath"],
+        icd_vocabulary=["pneumonia", "unspecified", "chest", "pain"],
+        text_length=model_config.text_feature_length,
+    )
+
+    def model_inputs(a, b):  # per batch, as training: ED fields through the preprocessor
+        ed = preprocessor({k: a[k] for k in ED_FIELDS})
+        rest = {k: v for k, v in a.items() if k not in ED_FIELDS}
+        return {**rest, **ed, "image_features": tf.cast(a["image_features"], tf.float32)}, b
+
     data = (
         tf.data.Dataset.from_tensor_slices((x, y))
-        .batch(args.batch_size)  # then cast per batch, as training gathers from the cache
-        .map(lambda a, b: ({**a, "image_features": tf.cast(a["image_features"], tf.float32)}, b))
+        .batch(args.batch_size)
+        .map(model_inputs, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    vocabularies = {
-        "report_vocab_size": args.vocab,
-        "gender": ["F", "M", "unknown"],
-        "ethnicity": ["black", "white", "unknown"],
-        "chief_complaint": ["chest", "pain", "shortness", "of", "breath"],
-        "icd_title": ["pneumonia", "unspecified", "chest", "pain"],
-    }
-    model_config, train_config = get_preset("mtl_tp", ModelConfig())
-    model = build_aksoy_model(model_config, vocabularies, train_config, (49, 1280))
+    sizes = {**preprocessor.vocabulary_sizes(), "report": args.vocab}
+    model = build_aksoy_model(model_config, sizes, train_config, (49, 1280))
     model.compile(optimizer=keras.optimizers.Adam(3e-5), jit_compile=jit)
 
     t0 = time.perf_counter()

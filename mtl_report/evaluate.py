@@ -74,6 +74,7 @@ def predict_split(
         ds,
         split,
         tokenizer=tokenizer,
+        preprocessor=run.preprocessor(),  # the run's cleaning and vocabularies, not the data's
         batch_size=batch_size,
         image_size=run.model_config.image_size,
         features=features,
@@ -121,6 +122,9 @@ def score_predictions(
     ``findings_threshold``: one cut-off or one per finding (a run's validation-tuned
     cut-offs, :meth:`Run.findings_thresholds`); default 0.5.
     """
+    from keras import ops
+
+    from mtl_report.layers.heads import levels_from_cumulative
     from mtl_report.metrics import (
         acuity_metrics,
         clinical_efficacy,
@@ -128,7 +132,6 @@ def score_predictions(
         metrics_json,
         text_metrics,
     )
-    from preprocessing.cleaning import level_from_cumulative
 
     table = pd.DataFrame({"study_id": pred.study_ids})
     text = finding_metrics = acuity = None
@@ -159,7 +162,7 @@ def score_predictions(
         hits = ((pred.findings_probs >= cut) == (y_true == 1)) & known
         table["findings_accuracy"] = hits.sum(1) / np.maximum(known.sum(1), 1)
     if pred.acuity_cumulative is not None:
-        levels = level_from_cumulative(pred.acuity_cumulative)
+        levels = ops.convert_to_numpy(levels_from_cumulative(pred.acuity_cumulative))
         true = pd.to_numeric(records["acuity"], errors="coerce").to_numpy(dtype="float64")
         acuity = acuity_metrics(true, levels)
         table["acuity_true"] = true

@@ -287,10 +287,10 @@ def _index(name: str) -> int:
 
 def _token_mask(model, x) -> np.ndarray:
     """``(batch, K)`` which unified-data tokens are present (the block's own mask)."""
-    from mtl_report.models.aksoy import TABULAR_INPUTS
+    from mtl_report.models.aksoy import ED_INPUTS
 
     block = model.get_layer("unified_data")
-    _, mask = block(*(x[k] for k in TABULAR_INPUTS), training=False)
+    _, mask = block(*(x[k] for k in ED_INPUTS), training=False)
     return np.asarray(mask, dtype=bool)
 
 

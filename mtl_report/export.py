@@ -9,12 +9,13 @@ tensorflow-text, no XLA-only ops, no ``py_function``):
   default, ``export --max-pixels``; the size is read from the header and checked before
   anything is decoded) → :func:`mtl_report.inputs.decode_image`, the very function the
   training pipeline and ``mtl-report generate`` use;
-- vitals (NaN = missing) → plausibility ranges, °C typed as °F converted, diastolic ≥
-  systolic dropped, min-max scaled with the train-split statistics of ``cleaning.json``;
-- gender / ethnicity → grouped and mapped to the train vocabulary;
-- chief complaint / ICD title → lower-cased, abbreviations expanded from the run's table,
-  punctuation stripped (:func:`normalise_text_graph`, an RE2 transcription of
-  :func:`preprocessing.cleaning.normalise_text` with the same single-pass semantics);
+- the ED fields → the run's :class:`~mtl_report.models.aksoy.AksoyPreprocessor`, the layer
+  tf.data calls in training: vitals (NaN = missing) through the plausibility ranges, °C
+  typed as °F converted, diastolic ≥ systolic dropped, min-max scaled with the train-split
+  statistics; gender / ethnicity grouped and looked up in the train vocabulary; chief
+  complaint / ICD title lower-cased, abbreviations expanded from the run's table,
+  punctuation stripped (an RE2 transcription of :func:`preprocessing.cleaning.normalise_text`
+  with the same single-pass semantics) and turned into word ids;
 - frozen backbone (weights from ``backbone.weights.h5``) or the fine-tuned one;
 - cached greedy or beam decoding (:class:`~mtl_report.decoding.ReportGenerator`) and
   de-tokenisation (:meth:`~mtl_report.text.ReportTokenizer.detokenize_graph`).
@@ -56,27 +57,19 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.decoding import DecodingConfig
-from preprocessing.cleaning import (
-    _ETHNICITY_PREFIXES,
-    _GENDER,
-    DEFAULT_VITAL_RANGES,
-    MAX_RAW_TEXT_CHARS,
-    MAX_TEXT_CHARS,
-    MISSING_TEXT,
-    prepared_abbreviations,
-)
+from mtl_report.layers.heads import level_probabilities, levels_from_cumulative
+from mtl_report.models.aksoy import ED_FIELDS
+from preprocessing.cleaning import N_ACUITY_LEVELS
 from preprocessing.errors import DataError
 from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 from preprocessing.outputs import clean_stale, tmp_prefix
-from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, UNKNOWN, VITALS
+from preprocessing.schema import VITALS
 
 SERVING_DEFAULT = "serving_default"
 PIXELS_SIGNATURE = "generate_from_pixels"
-STRING_FEATURES: tuple[str, ...] = (*CATEGORICAL, *TEXT_FEATURES)
 FINDINGS_ASSET = "findings.txt"
 INFO_ASSET = "export_info.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
-N_ACUITY_LEVELS = 5
 #: Appended to the serving graph's too-large message: how the limit is changed.
 _LIMIT_HINT = " (export --max-pixels)"
 
@@ -91,206 +84,6 @@ def check_max_pixels(max_pixels: int) -> int:
             f"({MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}, the smallest image accepted), got {max_pixels}"
         )
     return int(max_pixels)
-
-
-# Python's ``\w`` and ``\s`` on str are Unicode-aware; RE2's are ASCII-only, so spell out
-# the Unicode classes to normalise text exactly like the pandas/``re`` path (``[^\W_]``,
-# a letter or digit, is ``_ALNUM``).
-_SPACE = (
-    r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
-    r"\x{202f}\x{205f}\x{3000}"
-)
-_ALNUM = r"\p{L}\p{N}"
-# Abbreviation spans are marked with these control characters between the matching pass
-# and the expansion pass; none is left in the text by then (every character that is not a
-# letter, digit or "/" has become a space).
-_OPEN, _CLOSE = "\x02", "\x03"
-
-
-# --------------------------------------------------------------------------------------
-# In-graph preprocessing (mirrors mtl_report.inputs.tabular_inputs)
-# --------------------------------------------------------------------------------------
-def _re2_escape(text: str) -> str:
-    """A literal for RE2: alphanumerics kept, ASCII punctuation backslashed, other
-    characters as ``\\x{HEX}`` (RE2 rejects backslash before non-ASCII characters)."""
-    out = []
-    for ch in text:
-        if (ch.isalnum() and ch.isascii()) or ch == " ":
-            out.append(ch)
-        elif ch.isascii() and ch.isprintable():
-            out.append("\\" + ch)
-        else:
-            out.append(f"\\x{{{ord(ch):x}}}")
-    return "".join(out)
-
-
-def _key_pattern(key: str) -> str:
-    """RE2 pattern of a normalised key on text whose separators are tripled.
-
-    A key's space matches a tripled space or a tripled ``/``, its inner ``/`` a tripled
-    ``/``; a final ``/`` (``w/``) takes one copy only, leaving one for the boundary after
-    the key and one for the token that follows (see :func:`normalise_text_graph`).
-    """
-    body, tail = (key[:-1], "/") if key.endswith("/") else (key, "")
-    parts = ["(?:   |///)" if c == " " else "///" if c == "/" else _re2_escape(c) for c in body]
-    return "".join(parts) + tail
-
-
-def normalise_text_graph(text: tf.Tensor, abbreviations: Mapping[str, str]) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.normalise_text`, step for step.
-
-    ``text`` tf.string of any shape → same shape: the first
-    :data:`~preprocessing.cleaning.MAX_RAW_TEXT_CHARS` characters, lower-cased, as tokens
-    with one separator (``" "`` or ``"/"``) between them, abbreviations expanded (whole
-    token runs, longest first, ``/`` a separator unless part of an entry), ``/`` → space,
-    cut at a word boundary to :data:`~preprocessing.cleaning.MAX_TEXT_CHARS` characters,
-    placeholders (:data:`~preprocessing.cleaning.MISSING_TEXT`) → ``""``. Invalid UTF-8 is
-    replaced (U+FFFD), not an error.
-
-    Why it is built this way: Python matches abbreviations with look-behind/look-ahead
-    (``(?<![^ /])key(?![^ /])``), which RE2 lacks. A consuming boundary ``(^|[ /])``
-    would eat the separator two adjacent abbreviations share (``"sob/cp"``), so every
-    separator is first tripled: one copy for the boundary after a key, one for the
-    boundary before the next, and one more for a key that ends in ``/`` itself (``w/``).
-    One leftmost-first alternation pass (keys in the priority order of
-    :func:`~preprocessing.cleaning.prepared_abbreviations`, as in Python) marks the key
-    spans; then one pass per key, in the same order, swaps each marked span its pattern
-    matches for the expansion (the first key in the order that matches a span is the one
-    that marked it), so an expansion is never expanded again: ``re.sub``'s single pass.
-    """
-    t = tf.strings.unicode_transcode(
-        text, "UTF-8", "UTF-8", errors="replace", replace_control_characters=False
-    )
-    t = tf.strings.substr(t, 0, MAX_RAW_TEXT_CHARS, unit="UTF8_CHAR")
-    # tf.strings.lower stops at a NUL byte (it is a separator anyway); İ and ς as in
-    # preprocessing.cleaning._separators.
-    t = tf.strings.regex_replace(t, r"\x00", " ")
-    t = tf.strings.regex_replace(t, r"\x{130}", "I")
-    t = tf.strings.lower(t, encoding="utf-8")
-    t = tf.strings.regex_replace(t, r"\x{3c2}", "\u03c3")
-    t = tf.strings.regex_replace(t, rf"[^{_ALNUM}/]", " ")
-    t = tf.strings.regex_replace(t, r"[ /]*/[ /]*", "/")
-    t = tf.strings.regex_replace(t, r" {2,}", " ")
-    t = tf.strings.regex_replace(t, r"^ | $", "")
-    pairs = prepared_abbreviations(abbreviations)
-    if pairs:
-        t = tf.strings.regex_replace(t, r"([ /])", r"\1\1\1")
-        alternatives = "|".join(_key_pattern(k) for k, _ in pairs)
-        t = tf.strings.regex_replace(
-            t, rf"(^|[ /])({alternatives})([ /]|$)", rf"\1{_OPEN}\2{_CLOSE}\3"
-        )
-        for key, expansion in pairs:
-            t = tf.strings.regex_replace(
-                t, f"{_OPEN}{_key_pattern(key)}{_CLOSE}", f" {expansion} ".replace("\\", "\\\\")
-            )
-    t = tf.strings.regex_replace(t, r"[ /]+", " ")
-    t = tf.strings.regex_replace(t, r"^ | $", "")
-    long = tf.strings.length(t, unit="UTF8_CHAR") > MAX_TEXT_CHARS
-    head = tf.strings.substr(t, 0, MAX_TEXT_CHARS, unit="UTF8_CHAR")
-    head = tf.strings.regex_replace(head, r" [^ ]*$", "")
-    t = tf.where(long, head, t)
-    placeholder = "|".join(_re2_escape(m) for m in MISSING_TEXT)
-    return tf.where(tf.strings.regex_full_match(t, placeholder), tf.constant(""), t)
-
-
-def _strip_upper(values: tf.Tensor) -> tf.Tensor:
-    t = tf.strings.unicode_transcode(values, "UTF-8", "UTF-8", errors="replace")
-    t = tf.strings.regex_replace(t, rf"^[{_SPACE}]+|[{_SPACE}]+$", "")
-    return tf.strings.upper(t, encoding="utf-8")
-
-
-def _to_vocabulary(values: tf.Tensor, vocabulary: Sequence[str] | None) -> tf.Tensor:
-    """Values outside a non-empty train vocabulary → ``unknown``."""
-    if not vocabulary:
-        return values
-    known = tf.reduce_any(tf.equal(values[..., None], tf.constant(list(vocabulary))), axis=-1)
-    return tf.where(known, values, UNKNOWN)
-
-
-def gender_graph(values: tf.Tensor, vocabulary: Sequence[str] | None = None) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.normalise_gender` + vocabulary."""
-    key = _strip_upper(values)
-    out = tf.fill(tf.shape(key), UNKNOWN)
-    for raw, group in _GENDER.items():
-        out = tf.where(tf.equal(key, raw), group, out)
-    return _to_vocabulary(out, vocabulary)
-
-
-def ethnicity_graph(values: tf.Tensor, vocabulary: Sequence[str] | None = None) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.ethnicity_group` + vocabulary: the
-    first matching prefix of the grouping table wins."""
-    key = _strip_upper(values)
-    out = tf.fill(tf.shape(key), UNKNOWN)
-    for prefix, group in reversed(_ETHNICITY_PREFIXES):
-        hit = tf.equal(tf.strings.substr(key, 0, len(prefix.encode())), prefix)
-        out = tf.where(hit, group, out)
-    return _to_vocabulary(out, vocabulary)
-
-
-def vitals_graph(raw: Mapping[str, tf.Tensor], cleaning: Mapping) -> tuple[tf.Tensor, tf.Tensor]:
-    """Graph version of the vitals part of :func:`mtl_report.inputs.tabular_inputs`.
-
-    ``raw`` maps each vital name to float ``(n,)`` (NaN/inf = missing, °F) → ``vitals``
-    float32 ``(n, 6)`` min-max scaled and clipped to [0, 1] (missing → 0) and
-    ``vitals_mask`` float32 ``(n, 6)``. Computed in float64 like the pandas path, so the
-    two agree to the last float32 bit.
-    """
-    order = list(cleaning.get("vital_order", VITALS))
-    ranges = {k: tuple(r) for k, r in cleaning.get("vital_ranges", DEFAULT_VITAL_RANGES).items()}
-    v = {}
-    for name in VITALS:
-        x = tf.cast(raw[name], tf.float64)
-        x = tf.where(tf.math.is_finite(x), x, tf.constant(np.nan, tf.float64))
-        if name == "temperature" and cleaning.get("convert_celsius", True):
-            celsius = (x >= 30.0) & (x <= 45.0)
-            x = tf.where(celsius, x * 9.0 / 5.0 + 32.0, x)
-        low, high = ranges.get(name, DEFAULT_VITAL_RANGES[name])
-        v[name] = tf.where((x >= low) & (x <= high), x, tf.constant(np.nan, tf.float64))
-    inverted = v["dbp"] >= v["sbp"]  # False when either is NaN
-    for name in ("sbp", "dbp"):
-        v[name] = tf.where(inverted, tf.constant(np.nan, tf.float64), v[name])
-    columns = []
-    for name in order:
-        lo, hi = (float(b) for b in cleaning["minmax"][name])
-        columns.append(tf.clip_by_value((v[name] - lo) / (hi - lo), 0.0, 1.0))
-    values = tf.stack(columns, axis=-1)
-    present = tf.math.is_finite(values)
-    return (
-        tf.cast(tf.where(present, values, tf.zeros_like(values)), tf.float32),
-        tf.cast(present, tf.float32),
-    )
-
-
-def tabular_inputs_graph(raw: Mapping[str, tf.Tensor], cleaning: Mapping) -> dict:
-    """Raw ED fields (``(n,)`` tensors named as in the serving signature) → the model's
-    tabular inputs, as :func:`mtl_report.inputs.tabular_inputs` computes them in pandas."""
-    vitals, mask = vitals_graph(raw, cleaning)
-    categories = cleaning.get("categories", {})
-    abbreviations = cleaning.get("abbreviations", {})
-    return {
-        "vitals": vitals,
-        "vitals_mask": mask,
-        "gender": gender_graph(raw["gender"], categories.get("gender")),
-        "ethnicity": ethnicity_graph(raw["ethnicity"], categories.get("ethnicity")),
-        "chief_complaint": normalise_text_graph(raw["chief_complaint"], abbreviations),
-        "icd_title": normalise_text_graph(raw["icd_title"], abbreviations),
-    }
-
-
-def acuity_outputs_graph(cumulative: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``P(acuity > k)`` ``(n, 4)`` → P(level 1..5) float32 ``(n, 5)`` and level int32
-    ``(n,)``; graph version of ``level_probabilities`` / ``level_from_cumulative``
-    (running minimum first, so the probabilities are non-negative and sum to 1)."""
-    p = tf.clip_by_value(tf.cast(cumulative, tf.float64), 0.0, 1.0)
-    running = [p[:, 0]]
-    for k in range(1, N_ACUITY_LEVELS - 1):
-        running.append(tf.minimum(running[-1], p[:, k]))
-    monotone = tf.stack(running, axis=-1)
-    n = tf.shape(p)[0]
-    upper = tf.concat([tf.ones([n, 1], tf.float64), monotone], axis=1)
-    lower = tf.concat([monotone, tf.zeros([n, 1], tf.float64)], axis=1)
-    level = 1 + tf.reduce_sum(tf.cast(monotone > 0.5, tf.int32), axis=-1)
-    return tf.cast(upper - lower, tf.float32), level
 
 
 # --------------------------------------------------------------------------------------
@@ -326,7 +119,7 @@ class ServingGraph:
         cfg = run.model_config
         self.image_size = int(cfg.image_size)
         self.backbone = None if cfg.fine_tune_backbone else run.load_backbone()
-        self.cleaning = run.cleaning
+        self.preprocessor = run.preprocessor()
         self.findings = list(cfg.findings)
         self.decoding = decoding or DecodingConfig()
         self.tokenizer = run.tokenizer() if "report" in self.model.output else None
@@ -356,7 +149,9 @@ class ServingGraph:
     # -- signatures ------------------------------------------------------------------------
     def tabular_specs(self) -> dict[str, tf.TensorSpec]:
         specs = {v: tf.TensorSpec([None], tf.float32, name=v) for v in VITALS}
-        specs.update({s: tf.TensorSpec([None], tf.string, name=s) for s in STRING_FEATURES})
+        specs.update(
+            {s: tf.TensorSpec([None], tf.string, name=s) for s in ED_FIELDS[len(VITALS) :]}
+        )
         return specs
 
     def bytes_specs(self) -> dict[str, tf.TensorSpec]:
@@ -370,7 +165,7 @@ class ServingGraph:
         return {"image": image, **self.tabular_specs()}
 
     def serve_bytes(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        n = self._check_batch(inputs, "image_bytes")
+        n, raw = self._check_batch(inputs, "image_bytes")
         size = self.image_size
 
         def decode(item):
@@ -388,13 +183,12 @@ class ServingGraph:
             (inputs["image_bytes"], tf.range(n)),
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         )
-        raw = {k: inputs[k] for k in (*VITALS, *STRING_FEATURES)}
         return self._predict_fn(tf.reshape(images, [n, size, size, 3]), raw)
 
     def serve_pixels(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         from mtl_report.inputs import check_image_size, resize_image, to_rgb
 
-        n = self._check_batch(inputs, "image")
+        n, raw = self._check_batch(inputs, "image")
         image = inputs["image"]
         channels = tf.shape(image)[3]
         checks = [
@@ -416,15 +210,19 @@ class ServingGraph:
             image,
             fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         )
-        raw = {k: inputs[k] for k in (*VITALS, *STRING_FEATURES)}
         return self._predict_fn(tf.reshape(images, [n, size, size, 3]), raw)
 
     # -- graph pieces ----------------------------------------------------------------------
-    def _check_batch(self, inputs: Mapping[str, tf.Tensor], image_key: str) -> tf.Tensor:
-        """Every input must have the image's batch size (≥ 1); ``InvalidArgument`` if not."""
+    def _check_batch(
+        self, inputs: Mapping[str, tf.Tensor], image_key: str
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Every input must have the image's batch size (≥ 1); ``InvalidArgument`` if not.
+
+        Returns the batch size and the raw ED fields, both only after the checks ran (so no
+        op downstream fails first with a less helpful message)."""
         n = tf.shape(inputs[image_key])[0]
         checks = [tf.debugging.Assert(n > 0, ["empty batch: send at least one instance"])]
-        for name in (*VITALS, *STRING_FEATURES):
+        for name in ED_FIELDS:
             checks.append(
                 tf.debugging.Assert(
                     tf.equal(tf.shape(inputs[name])[0], n),
@@ -437,11 +235,11 @@ class ServingGraph:
                 )
             )
         with tf.control_dependencies(checks):
-            return tf.identity(n)
+            return tf.identity(n), {k: tf.identity(inputs[k]) for k in ED_FIELDS}
 
     def model_inputs(self, images: tf.Tensor, raw: Mapping[str, tf.Tensor]) -> dict:
         """Pixels ``(n, S, S, 3)`` in [0, 255] + raw ED fields → the Keras model's inputs."""
-        x = tabular_inputs_graph(raw, self.cleaning)
+        x = self.preprocessor(raw)
         if self.backbone is not None:
             x["image_features"] = self.backbone(images, training=False)
         else:
@@ -461,9 +259,8 @@ class ServingGraph:
         if self.generator is not None:
             result["report"] = self.tokenizer.detokenize_graph(out["tokens"])
         if "acuity" in out:
-            probs, level = acuity_outputs_graph(out["acuity"])
-            result["acuity_probs"] = probs
-            result["acuity_level"] = level
+            result["acuity_probs"] = level_probabilities(out["acuity"])
+            result["acuity_level"] = levels_from_cumulative(out["acuity"])
         if "findings" in out:
             result["findings_probs"] = tf.cast(out["findings"], tf.float32)
         return result
@@ -657,6 +454,7 @@ def export_run(
 
     archive = keras.export.ExportArchive()
     archive.track(graph.model)
+    archive.track(graph.preprocessor)  # its lookup tables travel with the SavedModel
     if graph.backbone is not None:
         archive.track(graph.backbone)
     archive.add_endpoint(SERVING_DEFAULT, graph.serve_bytes, input_signature=[graph.bytes_specs()])

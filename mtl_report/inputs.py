@@ -11,12 +11,15 @@ name                per-example shape, dtype   meaning
 ``vitals``          ``(6,)`` float32           min-max scaled with the train statistics,
                                                order ``cleaning["vital_order"]``, missing → 0
 ``vitals_mask``     ``(6,)`` float32           1 = vital present, 0 = missing
-``gender``          ``()`` tf.string           ``F``/``M``/``unknown`` (train vocabulary)
-``ethnicity``       ``()`` tf.string           train vocabulary or ``unknown``
-``chief_complaint`` ``()`` tf.string           normalised text, ``""`` = absent
-``icd_title``       ``()`` tf.string           normalised text, ``""`` = absent
+``gender``          ``()`` int32               train-vocabulary index, 0 = unknown
+``ethnicity``       ``()`` int32               train-vocabulary index, 0 = unknown
+``chief_complaint`` ``(T,)`` int32             word ids of the normalised text (0 = padding)
+``icd_title``       ``(T,)`` int32             word ids of the normalised text (0 = padding)
 ``report_tokens``   ``(max_length - 1,)`` int32  decoder input (teacher forcing)
 ==================  =========================  ===============================================
+
+The six ED inputs come from :class:`~mtl_report.models.aksoy.AksoyPreprocessor`, applied to
+each batch of raw fields (the same layer that ``generate`` and the SavedModel call).
 
 Targets: ``report`` int32 ``(max_length - 1,)`` (0 = padding, ignored by the loss; a study
 without a report is all padding), ``acuity`` float32 ``(4,)`` cumulative encoding (NaN row
@@ -64,7 +67,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,28 +76,19 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from preprocessing.cleaning import (
-    DEFAULT_VITAL_RANGES,
-    clean_vitals,
-    cumulative_encoding,
-    ethnicity_group,
-    normalise_gender,
-    normalise_text,
-)
+from preprocessing.cleaning import cumulative_encoding
 from preprocessing.errors import DataError
 from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 from preprocessing.io import PreparedDataset
-from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, UNKNOWN, VITALS
 
 if TYPE_CHECKING:  # pragma: no cover
     from mtl_report.feature_cache import FeatureCache
+    from mtl_report.models.aksoy import AksoyPreprocessor
     from mtl_report.text import ReportTokenizer
 
 IMAGE_SIZE = 224
 #: Bumped whenever decoding/resizing changes, so cached backbone features are recomputed.
 IMAGE_PIPELINE_VERSION = 1
-STRING_INPUTS: tuple[str, ...] = (*CATEGORICAL, *TEXT_FEATURES)
-TABULAR_INPUTS: tuple[str, ...] = ("vitals", "vitals_mask", *STRING_INPUTS)
 TARGETS: tuple[str, ...] = ("report", "acuity", "findings")
 #: Acuity levels 1–5 → 4 cumulative targets.
 N_ACUITY_TARGETS = 4
@@ -539,83 +533,6 @@ def augmentation(seed: int = 0) -> keras.Sequential:
 
 
 # --------------------------------------------------------------------------------------
-# Tabular ED data
-# --------------------------------------------------------------------------------------
-def _text_column(values: pd.Series) -> pd.Series:
-    return values.astype("string").fillna("").astype(object)
-
-
-def tabular_inputs(
-    records: pd.DataFrame | Mapping[str, Any], cleaning: Mapping[str, Any]
-) -> dict[str, np.ndarray]:
-    """The non-imaging model inputs of studies, with the dataset's fitted transform.
-
-    Applies the preparation's cleaning again (idempotent on prepared records), so the same
-    function serves a prepared split and one raw study at inference: implausible vitals →
-    missing, °C → °F, gender/ethnicity grouped and mapped to the train vocabulary
-    (anything else → ``unknown``), free text normalised (abbreviations expanded) and cut to
-    :data:`~preprocessing.cleaning.MAX_TEXT_CHARS`.
-
-    Args:
-        records: a DataFrame (one row per study) or one study as a mapping, e.g.
-            ``{"heartrate": 110, "temperature": 38.2, "gender": "female",
-            "chief_complaint": "SOB"}``. Missing keys/values (None, NaN) are missing.
-        cleaning: ``PreparedDataset.cleaning`` (``minmax``, ``vital_order``, ``categories``,
-            ``abbreviations``, ``vital_ranges``, ``convert_celsius``).
-
-    Returns:
-        ``vitals`` and ``vitals_mask`` float32 ``(n, 6)``; ``gender``, ``ethnicity``,
-        ``chief_complaint``, ``icd_title`` object arrays of str ``(n,)``.
-    """
-    if isinstance(records, Mapping):
-        records = pd.DataFrame([dict(records)])
-    n = len(records)
-    order = list(cleaning.get("vital_order", VITALS))
-    unknown = [v for v in order if v not in VITALS]
-    if unknown:
-        raise DataError(f"cleaning vital_order names unknown vital(s) {unknown}")
-    minmax = cleaning["minmax"]
-    missing_stats = [v for v in order if v not in minmax]
-    if missing_stats:
-        raise DataError(f"cleaning has no min-max statistics for {missing_stats}")
-    raw = pd.DataFrame(
-        {v: records[v] if v in records.columns else np.nan for v in VITALS}, index=records.index
-    )
-    for v in VITALS:  # inf is not a measurement: make it missing before range checks
-        raw[v] = pd.to_numeric(raw[v], errors="coerce").replace([np.inf, -np.inf], np.nan)
-    ranges = {k: tuple(r) for k, r in cleaning.get("vital_ranges", DEFAULT_VITAL_RANGES).items()}
-    clean, _ = clean_vitals(raw, ranges, bool(cleaning.get("convert_celsius", True)))
-    values = np.empty((n, len(order)), np.float64)
-    for j, v in enumerate(order):
-        lo, hi = minmax[v]
-        values[:, j] = np.clip((clean[v].to_numpy(np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    mask = np.isfinite(values)
-    out: dict[str, np.ndarray] = {
-        "vitals": np.where(mask, values, 0.0).astype(np.float32),
-        "vitals_mask": mask.astype(np.float32),
-    }
-
-    def column(name: str) -> pd.Series:
-        if name in records.columns:
-            return records[name]
-        return pd.Series([None] * n, index=records.index, dtype=object)
-
-    categories = cleaning.get("categories", {})
-    gender = normalise_gender(column("gender"))
-    ethnicity = ethnicity_group(column("ethnicity"))
-    for name, values_ in (("gender", gender), ("ethnicity", ethnicity)):
-        vocab = categories.get(name)
-        if vocab:
-            values_ = values_.where(values_.isin(list(vocab)), UNKNOWN)
-        out[name] = np.asarray(values_.astype(str).tolist(), dtype=object)
-    abbreviations = cleaning.get("abbreviations", {})
-    for name in TEXT_FEATURES:
-        text = normalise_text(_text_column(column(name)), abbreviations)
-        out[name] = np.asarray(text.tolist(), dtype=object)  # cut by normalise_text
-    return out
-
-
-# --------------------------------------------------------------------------------------
 # Targets
 # --------------------------------------------------------------------------------------
 def report_token_ids(reports: pd.Series | Sequence, tokenizer: ReportTokenizer) -> np.ndarray:
@@ -673,6 +590,7 @@ def make_dataset(
     ds: PreparedDataset,
     split: str,
     tokenizer: ReportTokenizer,
+    preprocessor: AksoyPreprocessor,
     *,
     batch_size: int = 32,
     image_size: int = IMAGE_SIZE,
@@ -689,6 +607,8 @@ def make_dataset(
         ds: the prepared dataset (``load_prepared``).
         split: ``"train"``, ``"val"`` or ``"test"``.
         tokenizer: fitted report tokenizer (its ``max_length`` fixes the token shapes).
+        preprocessor: turns each batch's raw ED fields into the model's ED inputs (the
+            layer ``generate`` and the SavedModel call too).
         batch_size: studies per batch.
         image_size: side S of ``image``; must equal ``features.image_size`` with features.
         features: a filled :class:`~mtl_report.feature_cache.FeatureCache`; the inputs then
@@ -731,14 +651,14 @@ def make_dataset(
         paths = [""] * len(records)  # no images: blank features (training.BlankFeatures)
     else:
         paths = _check_image_paths(records["image_path"], where)
-    tab = tabular_inputs(records, ds.cleaning)
+    from mtl_report.models.aksoy import raw_ed_columns
+
     tgt = make_targets(records, tokenizer, ds.finding_columns)
-    inputs = {k: tab[k] for k in TABULAR_INPUTS}
-    inputs["report_tokens"] = tgt.pop("report_tokens")
     n = len(records)
 
     columns: dict[str, Any] = {
-        "inputs": {k: tf.constant(v) for k, v in inputs.items()},
+        "raw": {k: tf.constant(v) for k, v in raw_ed_columns(records).items()},
+        "report_tokens": tf.constant(tgt.pop("report_tokens")),
         "targets": {k: tf.constant(v) for k, v in tgt.items()},
         "index": tf.range(n, dtype=tf.int64),
     }
@@ -750,15 +670,23 @@ def make_dataset(
     if repeat:
         data = data.repeat()
 
+    def inputs(element) -> dict:
+        """The batch's raw ED fields through the preprocessor, plus the decoder input."""
+        return {**preprocessor(element["raw"]), "report_tokens": element["report_tokens"]}
+
     if features is None:
 
         def load(element):
-            x = dict(element["inputs"])
-            x["image"] = read_image(element["path"], image_size)
-            return x, element["targets"]
+            element = dict(element)
+            element["image"] = read_image(element.pop("path"), image_size)
+            return element
+
+        def finish(element):
+            return {**inputs(element), "image": element["image"]}, element["targets"]
 
         data = data.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         data = data.batch(batch_size, drop_remainder=drop_remainder)
+        data = data.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         if augment:
             layers = augmentation(seed)
 
@@ -777,7 +705,7 @@ def make_dataset(
             return table[index].astype(np.float32)
 
         def attach(element):
-            x = dict(element["inputs"])
+            x = inputs(element)
             feats = tf.numpy_function(gather, [element["index"]], tf.float32, stateful=False)
             x["image_features"] = tf.ensure_shape(feats, (None, *feature_shape))
             return x, element["targets"]

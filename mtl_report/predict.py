@@ -3,10 +3,10 @@
 Loads everything from the run directory (model, tokenizer, backbone weights, cleaning
 transform), so it needs neither the training data nor the feature cache.
 
-Preprocessing runs as graph functions shared with the SavedModel export
-(:func:`mtl_report.inputs.decode_image`, :func:`mtl_report.export.tabular_inputs_graph`,
-tested equal to the pandas path of training), so ``generate`` and TF Serving give the same
-reports, and a batch-1 call costs little more than the backbone's forward pass.
+Preprocessing runs as graph functions shared with training and the SavedModel export
+(:func:`mtl_report.inputs.decode_image` and the run's
+:class:`~mtl_report.models.aksoy.AksoyPreprocessor`), so ``generate`` and TF Serving give the
+same reports, and a batch-1 call costs little more than the backbone's forward pass.
 
 TensorFlow is imported by the functions that need it, not by this module: ``generate``
 checks its arguments (:func:`ignored_vitals`) in a fraction of a second, before the model
@@ -65,31 +65,16 @@ def ignored_vitals(vitals: Mapping[str, float], cleaning: Mapping) -> list[str]:
     return out
 
 
-def _number(value) -> float:
-    """A vital as float; None, NaN, inf and unparseable values are missing (NaN)."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _text(value) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def raw_ed_tensors(studies: list[Mapping]) -> dict[str, tf.Tensor]:
     """ED-data dicts → the raw ``(n,)`` tensors of the serving signature: the six vitals
     float32 (missing → NaN) and the four strings (missing → ``""``)."""
     import tensorflow as tf
 
-    from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, VITALS
+    from mtl_report.models.aksoy import raw_ed_columns
+    from preprocessing.schema import VITALS
 
-    out = {v: tf.constant([_number(s.get(v)) for s in studies], tf.float32) for v in VITALS}
-    for name in (*CATEGORICAL, *TEXT_FEATURES):
-        out[name] = tf.constant([_text(s.get(name)) for s in studies], tf.string)
-    return out
+    columns = raw_ed_columns(studies)
+    return {k: tf.constant(v, tf.float32 if k in VITALS else tf.string) for k, v in columns.items()}
 
 
 class ReportPredictor:
@@ -122,13 +107,11 @@ class ReportPredictor:
             else None
         )
         self._heads = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
-        from mtl_report.export import tabular_inputs_graph
         from mtl_report.inputs import decode_image
 
-        cleaning, size = self.cleaning, self.image_size
-        self._tabular = tf.function(
-            lambda raw: tabular_inputs_graph(raw, cleaning), reduce_retracing=True
-        )
+        size = self.image_size
+        self.preprocessor = run.preprocessor()
+        self._tabular = tf.function(self.preprocessor, reduce_retracing=True)
         self._decode = tf.function(  # the size limits of decode_image apply (header check)
             lambda contents, path: decode_image(contents, size, path),
             input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)],
@@ -172,7 +155,9 @@ class ReportPredictor:
     def predict(self, image_paths: list[str], studies: list[Mapping] | None = None) -> list[dict]:
         """One dict per study: ``report``, ``acuity_level``, ``acuity_probs`` (5 levels),
         ``findings`` (name → probability)."""
-        from preprocessing.cleaning import level_from_cumulative, level_probabilities
+        from keras import ops
+
+        from mtl_report.layers.heads import level_probabilities, levels_from_cumulative
 
         studies = studies or [{} for _ in image_paths]
         if len(studies) != len(image_paths):
@@ -191,8 +176,9 @@ class ReportPredictor:
             item: dict = {"report": texts[i]}
             if "acuity" in out:
                 cum = np.asarray(out["acuity"][i : i + 1])
-                item["acuity_level"] = int(level_from_cumulative(cum)[0])
-                item["acuity_probs"] = level_probabilities(cum)[0].round(6).tolist()
+                item["acuity_level"] = int(ops.convert_to_numpy(levels_from_cumulative(cum))[0])
+                probs = ops.convert_to_numpy(level_probabilities(cum))[0]
+                item["acuity_probs"] = probs.astype("float64").round(6).tolist()
             if "findings" in out:
                 item["findings"] = {
                     name: float(p) for name, p in zip(self.findings, out["findings"][i])

@@ -20,12 +20,9 @@ is finished (:func:`run_finished`) and ``train --resume`` refuses to train it ag
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
 
 from mtl_report.config import ModelConfig, TrainConfig
 from preprocessing.errors import DataError
@@ -40,6 +37,9 @@ THRESHOLDS_FILE = "thresholds.json"
 HISTORY_FILE = "history.json"
 HISTORY_CSV = "history.csv"
 BACKUP_DIR = "backup"
+#: Version of the run-directory layout this package reads and writes. 2: the model takes
+#: numbers and the preprocessor (``cleaning.json`` + ``vocabularies.json``) makes them.
+RUN_FORMAT = 2
 
 
 def run_finished(root: Path) -> bool:
@@ -55,24 +55,6 @@ def run_finished(root: Path) -> bool:
     if (root / HISTORY_FILE).is_file():
         return True
     return (root / MODEL_FILE).is_file() and not (root / BACKUP_DIR).exists()
-
-
-def word_vocabulary(texts: Iterable[str], max_size: int, min_count: int = 1) -> list[str]:
-    """Most frequent words of normalised texts (ties broken alphabetically, deterministic)."""
-    counts = Counter(w for t in texts if isinstance(t, str) for w in t.split())
-    ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-    return ranked[:max_size]
-
-
-def feature_vocabularies(train: pd.DataFrame, cleaning: Mapping, max_words: int) -> dict:
-    """Vocabularies of the ED features, fitted on the train split only."""
-    categories = cleaning.get("categories", {})
-    return {
-        "gender": list(categories.get("gender", ["unknown"])),
-        "ethnicity": list(categories.get("ethnicity", ["unknown"])),
-        "chief_complaint": word_vocabulary(train["chief_complaint"], max_words),
-        "icd_title": word_vocabulary(train["icd_title"], max_words),
-    }
 
 
 @dataclass
@@ -91,12 +73,22 @@ class Run:
         if not (root / CONFIG_FILE).is_file():
             raise DataError(f"{root}: not a run directory ({CONFIG_FILE} missing)")
         info = json.loads((root / CONFIG_FILE).read_text())
+        check_run_format(root, info)
         return cls(
             root=root,
             model_config=ModelConfig.from_dict(info["model"]),
             train_config=TrainConfig.from_dict(info["train"]),
             info=info,
             vocabularies=json.loads((root / VOCAB_FILE).read_text()),
+        )
+
+    def preprocessor(self):
+        """The run's :class:`~mtl_report.models.aksoy.AksoyPreprocessor`: raw ED fields →
+        model inputs, with the dataset's cleaning and the train vocabularies."""
+        from mtl_report.models.aksoy import AksoyPreprocessor
+
+        return AksoyPreprocessor.from_cleaning(
+            self.cleaning, self.vocabularies, self.model_config.text_feature_length
         )
 
     def tokenizer(self):
@@ -164,6 +156,17 @@ class Run:
         return keras.models.load_model(path, compile=False)
 
 
+def check_run_format(root: Path, info: Mapping) -> None:
+    """DataError when ``config.json`` was written for another run-directory layout."""
+    found = int(info.get("run_format", 1))
+    if found != RUN_FORMAT:
+        version = info.get("versions", {}).get("mtl_report", "an older version")
+        raise DataError(
+            f"{root}: run written by mtl_report {version} (run format {found}); this version "
+            f"reads run format {RUN_FORMAT}: train the run again"
+        )
+
+
 def write_run_config(root: Path, model_config: ModelConfig, train_config: TrainConfig, **info):
     import keras
     import tensorflow as tf
@@ -171,6 +174,7 @@ def write_run_config(root: Path, model_config: ModelConfig, train_config: TrainC
     from mtl_report.version import __version__
 
     data = {
+        "run_format": RUN_FORMAT,
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
         "versions": {

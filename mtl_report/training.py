@@ -45,7 +45,6 @@ from mtl_report.run import (
     TOKENIZER_DIR,
     VOCAB_FILE,
     Run,
-    feature_vocabularies,
     run_finished,
     write_run_config,
 )
@@ -386,7 +385,13 @@ def train(
         train_rec["report"].tolist()
     )
     tokenizer.save(run_dir / TOKENIZER_DIR)
+    from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
+
     vocabularies = feature_vocabularies(train_rec, ds.cleaning, model_config.text_feature_vocab)
+    preprocessor = AksoyPreprocessor.from_cleaning(
+        ds.cleaning, vocabularies, model_config.text_feature_length
+    )
+    vocabulary_sizes = {**preprocessor.vocabulary_sizes(), "report": tokenizer.vocab_size}
     vocabularies["report_vocab_size"] = tokenizer.vocab_size
     (run_dir / VOCAB_FILE).write_text(json.dumps(vocabularies, indent=2) + "\n")
 
@@ -397,6 +402,7 @@ def train(
         features.backbone.save_weights(run_dir / BACKBONE_FILE)
     common = dict(
         tokenizer=tokenizer,
+        preprocessor=preprocessor,
         batch_size=train_config.batch_size,
         image_size=model_config.image_size,
         features=features,
@@ -413,7 +419,7 @@ def train(
         from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model
 
         feature_shape = features.feature_shape if features is not None else None
-        model = build_aksoy_model(model_config, vocabularies, train_config, feature_shape)
+        model = build_aksoy_model(model_config, vocabulary_sizes, train_config, feature_shape)
         schedule = LinearWarmup(
             train_config.learning_rate, int(train_config.warmup_fraction * total_steps)
         )

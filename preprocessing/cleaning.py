@@ -51,6 +51,9 @@ DEFAULT_VITAL_RANGES: dict[str, tuple[float, float]] = {
     "temperature": (86.0, 113.0),
 }
 
+#: A temperature in this range (inclusive) typed into the °F field is read as °C.
+CELSIUS_RANGE = (30.0, 45.0)
+
 UNCERTAIN_POLICIES = ("masked", "positive", "negative")
 
 
@@ -119,7 +122,7 @@ def clean_vitals(
         unparseable = raw.notna() & values.isna()
         counts[f"{vital}_unparseable"] = int(unparseable.sum())
         if vital == "temperature" and convert_celsius:
-            celsius = values.between(30.0, 45.0)
+            celsius = values.between(*CELSIUS_RANGE)
             counts["temperature_celsius_converted"] = int(celsius.sum())
             values = values.where(~celsius, values * 9.0 / 5.0 + 32.0)
         low, high = ranges.get(vital, DEFAULT_VITAL_RANGES[vital])
@@ -165,9 +168,11 @@ def apply_minmax(df: pd.DataFrame, stats: Mapping[str, Sequence[float]]) -> pd.D
 # --------------------------------------------------------------------------------------
 # Categories
 # --------------------------------------------------------------------------------------
-_GENDER = {"F": "F", "FEMALE": "F", "W": "F", "M": "M", "MALE": "M"}
+#: Raw gender spellings (stripped, upper-cased) → group; anything else is ``unknown``.
+GENDER_GROUPS = {"F": "F", "FEMALE": "F", "W": "F", "M": "M", "MALE": "M"}
 
-_ETHNICITY_PREFIXES: tuple[tuple[str, str], ...] = (
+#: MIMIC-IV race prefixes → group, first match wins (the serving graph reads this table too).
+ETHNICITY_PREFIXES: tuple[tuple[str, str], ...] = (
     ("WHITE", "white"),
     ("PORTUGUESE", "white"),
     ("BLACK", "black"),
@@ -186,7 +191,7 @@ _ETHNICITY_PREFIXES: tuple[tuple[str, str], ...] = (
 def normalise_gender(values: pd.Series) -> pd.Series:
     """``F``/``M``; anything else (blank, ``U``, typos) → ``unknown``."""
     key = values.astype("string").str.strip().str.upper()
-    return key.map(_GENDER).fillna(UNKNOWN).astype(object)
+    return key.map(GENDER_GROUPS).fillna(UNKNOWN).astype(object)
 
 
 def ethnicity_group(race: pd.Series) -> pd.Series:
@@ -197,7 +202,7 @@ def ethnicity_group(race: pd.Series) -> pd.Series:
     """
     key = race.astype("string").str.strip().str.upper().fillna("")
     out = pd.Series(UNKNOWN, index=race.index, dtype=object)
-    for prefix, group in reversed(_ETHNICITY_PREFIXES):
+    for prefix, group in reversed(ETHNICITY_PREFIXES):
         out[key.str.startswith(prefix)] = group
     return out
 
@@ -313,8 +318,9 @@ def prepared_abbreviations(abbreviations: Mapping[str, str]) -> tuple[tuple[str,
     Keys and expansions are put in the normalised form of the text (:func:`_separators`;
     expansions with ``/`` as a space, so an expansion is already normalised text); longer
     keys come first (``n/v/d`` before ``n/v``), then alphabetical order. Two raw keys with
-    the same normalised form (``a-fib``, ``a fib``) keep the later one. The serving graph
-    (:func:`mtl_report.export.normalise_text_graph`) builds its matcher from these pairs.
+    the same normalised form (``a-fib``, ``a fib``) keep the later one. The model's graph
+    (:func:`mtl_report.layers.clinical_text.normalise_text_graph`) builds its matcher from
+    these pairs.
     """
     return _prepared(tuple(abbreviations.items()))
 
@@ -358,7 +364,7 @@ def normalise_text(values: pd.Series, abbreviations: Mapping[str, str]) -> pd.Se
 
     The result is a fixed point (normalising it again changes nothing) for any table whose
     expansions hold no entry; the built-in one is such a table (tested). The serving graph
-    repeats these steps exactly (:func:`mtl_report.export.normalise_text_graph`).
+    repeats these steps exactly (:func:`mtl_report.layers.clinical_text.normalise_text_graph`).
     """
     text = values.astype("string").fillna("").str.slice(0, MAX_RAW_TEXT_CHARS)
     text = _separators(text)
@@ -400,25 +406,6 @@ def cumulative_encoding(levels: Sequence[float] | np.ndarray) -> np.ndarray:
     encoded = (levels[:, None] > thresholds[None, :]).astype("float32")
     encoded[np.isnan(levels)] = np.nan
     return encoded
-
-
-def level_from_cumulative(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Predicted level 1–5 from cumulative probabilities ``P(y > k)``, shape ``(n, 4)``.
-
-    The probabilities are made non-increasing first (a running minimum), so the level counts
-    the leading thresholds passed and is always consistent with ``P(y > k)``.
-    """
-    probs = np.minimum.accumulate(np.asarray(probs, dtype="float64"), axis=-1)
-    return 1 + (probs > threshold).sum(axis=-1).astype("int64")
-
-
-def level_probabilities(probs: np.ndarray) -> np.ndarray:
-    """Class probabilities of levels 1–5 (shape ``(n, 5)``) from cumulative ones ``(n, 4)``."""
-    probs = np.minimum.accumulate(np.clip(np.asarray(probs, dtype="float64"), 0, 1), axis=-1)
-    n = probs.shape[0]
-    upper = np.concatenate([np.ones((n, 1)), probs], axis=1)
-    lower = np.concatenate([probs, np.zeros((n, 1))], axis=1)
-    return upper - lower
 
 
 def chexpert_findings(

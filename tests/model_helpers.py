@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mtl_report.models.aksoy import AksoyPreprocessor
+from preprocessing.schema import VITALS
+
+#: As a run's ``vocabularies.json``.
 VOCABS = {
     "report_vocab_size": 40,
     "gender": ["F", "M", "unknown"],
@@ -13,6 +17,12 @@ VOCABS = {
     "icd_title": ["pneumonia", "unspecified", "heart", "failure"],
 }
 FEATURE_SHAPE = (4, 32)
+#: The tiny preprocessor that makes the ED inputs of :func:`batch` (vitals scaled over 0–200).
+PREPROCESSOR = AksoyPreprocessor.from_cleaning(
+    {"minmax": {v: [0.0, 200.0] for v in VITALS}}, VOCABS, text_length=16
+)
+#: The model's ``vocabulary_sizes`` that go with :data:`PREPROCESSOR`.
+SIZES = {**PREPROCESSOR.vocabulary_sizes(), "report": VOCABS["report_vocab_size"]}
 
 #: The smallest RadGen classifier that still trains (tests of the model and of classify).
 TINY_RADGEN = dict(
@@ -26,16 +36,25 @@ TINY_RADGEN = dict(
 )
 
 
+def raw_ed(n: int = 8, seed: int = 0) -> dict:
+    """Raw ED fields of ``n`` studies, some vitals missing (NaN), some texts empty."""
+    rng = np.random.default_rng(seed)
+    raw = {v: np.where(rng.random(n) > 0.2, rng.uniform(1, 199, n), np.nan) for v in VITALS}
+    raw["dbp"] = raw["sbp"] / 2  # always below the systolic pressure
+    raw.update(
+        gender=rng.choice(["F", "M", "unknown", "X"], n),
+        ethnicity=rng.choice(["white", "asian", "unknown", ""], n),
+        chief_complaint=rng.choice(["chest pain", "", "fever cough"], n),
+        icd_title=rng.choice(["pneumonia unspecified", ""], n),
+    )
+    return {k: tf.constant(v) for k, v in raw.items()}
+
+
 def batch(n: int = 8, seed: int = 0, text: bool = True) -> tuple[dict, dict]:
     rng = np.random.default_rng(seed)
     x = {
         "image_features": tf.constant(rng.random((n, *FEATURE_SHAPE)), tf.float32),
-        "vitals": tf.constant(rng.random((n, 6)), tf.float32),
-        "vitals_mask": tf.constant((rng.random((n, 6)) > 0.2).astype("float32")),
-        "gender": tf.constant(rng.choice(["F", "M", "unknown", "X"], n)),
-        "ethnicity": tf.constant(rng.choice(["white", "asian", "unknown", ""], n)),
-        "chief_complaint": tf.constant(rng.choice(["chest pain", "", "fever cough"], n)),
-        "icd_title": tf.constant(rng.choice(["pneumonia unspecified", ""], n)),
+        **PREPROCESSOR(raw_ed(n, seed)),
     }
     y = {
         "acuity": tf.constant(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import tensorflow as tf
-from model_helpers import FEATURE_SHAPE, VOCABS, assert_greedy_matches_recomputation, batch
+from model_helpers import FEATURE_SHAPE, SIZES, assert_greedy_matches_recomputation, batch
 
 from mtl_report.config import ModelConfig
 from mtl_report.decoding import DecodingConfig, ReportGenerator, banned_ngram_tokens
@@ -18,7 +18,7 @@ def _model():
     mc, tc = get_preset(
         "mtl_tp", ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=16)
     )
-    return build_aksoy_model(mc, VOCABS, tc, FEATURE_SHAPE)
+    return build_aksoy_model(mc, SIZES, tc, FEATURE_SHAPE)
 
 
 def _inputs(n=3):

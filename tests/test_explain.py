@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from model_helpers import VOCABS
+from model_helpers import PREPROCESSOR, SIZES, VOCABS
 
 from mtl_report.config import ModelConfig
 from mtl_report.explain import (
@@ -23,6 +23,7 @@ from mtl_report.layers.unified_data import TOKEN_NAMES
 from mtl_report.models.aksoy import build_aksoy_model
 from mtl_report.presets import get_preset
 from mtl_report.text import ReportTokenizer
+from preprocessing.schema import VITALS
 
 GRID = (4, 4)
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
@@ -37,21 +38,25 @@ def tokenizer():
 def _model(preset: str, tokenizer):
     keras.utils.set_random_seed(0)
     model_config, train_config = get_preset(preset, SMALL)
-    vocabs = {**VOCABS, "report_vocab_size": tokenizer.vocab_size}
-    return build_aksoy_model(model_config, vocabs, train_config, (GRID[0] * GRID[1], 32))
+    sizes = {**SIZES, "report": tokenizer.vocab_size}
+    return build_aksoy_model(model_config, sizes, train_config, (GRID[0] * GRID[1], 32))
 
 
 def _inputs(n: int = 3) -> dict:
     rng = np.random.default_rng(0)
+    # study 0 has no vitals at all: its vitals token must get no attention
+    vitals = np.r_[np.full((1, 6), np.nan), rng.uniform(60, 120, (n - 1, 6))]
+    raw = {v: tf.constant(vitals[:, j]) for j, v in enumerate(VITALS)}
+    raw["dbp"] = raw["sbp"] / 2
+    raw.update(
+        gender=tf.constant(["F", "M", "unknown"][:n]),
+        ethnicity=tf.constant(["white", "asian", "black"][:n]),
+        chief_complaint=tf.constant(["chest pain", "", "fever"][:n]),
+        icd_title=tf.constant(["pneumonia", "heart failure", ""][:n]),
+    )
     return {
         "image_features": tf.constant(rng.random((n, GRID[0] * GRID[1], 32)), tf.float32),
-        "vitals": tf.constant(rng.random((n, 6)), tf.float32),
-        # study 0 has no vitals at all: its vitals token must get no attention
-        "vitals_mask": tf.constant(np.r_[np.zeros((1, 6)), np.ones((n - 1, 6))], tf.float32),
-        "gender": tf.constant(["F", "M", "unknown"][:n]),
-        "ethnicity": tf.constant(["white", "asian", "black"][:n]),
-        "chief_complaint": tf.constant(["chest pain", "", "fever"][:n]),
-        "icd_title": tf.constant(["pneumonia", "heart failure", ""][:n]),
+        **PREPROCESSOR(raw),
     }
 
 
@@ -180,7 +185,8 @@ def untrained_run(tmp_path_factory, tokenizer):
     }
     (run / CLEANING_FILE).write_text(json.dumps(cleaning))
     shape = feature_shape(config.backbone, config.image_size)
-    build_aksoy_model(config, vocabs, train_config, shape).save(run / MODEL_FILE)
+    sizes = {**SIZES, "report": tokenizer.vocab_size}
+    build_aksoy_model(config, sizes, train_config, shape).save(run / MODEL_FILE)
     write_run_config(run, config, train_config, preset="mtl_tp", feature_shape=shape)
     return run
 

@@ -23,23 +23,15 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from serving_helpers import STRINGS
 
 from mtl_report.export import (
     PIXELS_SIGNATURE,
     SERVING_DEFAULT,
     WARMUP_FILE,
-    acuity_outputs_graph,
-    ethnicity_graph,
-    gender_graph,
-    normalise_text_graph,
     prediction_log_bytes,
-    tabular_inputs_graph,
 )
 from preprocessing.schema import VITALS
 
@@ -160,150 +152,6 @@ def rest_to_feeds(body: str, signature_def) -> tuple[str, dict[str, np.ndarray]]
         array = np.array([convert(v) for v in values], object if dtype == tf.string else None)
         feeds[key] = array if dtype == tf.string else array.astype(dtype.as_numpy_dtype)
     return name, feeds
-
-
-# --------------------------------------------------------------------------------------
-# In-graph preprocessing = the pandas path
-# --------------------------------------------------------------------------------------
-def test_graph_text_normalisation_equals_the_pandas_path():
-    from preprocessing.cleaning import load_abbreviations, normalise_text
-
-    abbreviations = load_abbreviations()
-    texts = [
-        "SOB, CP..",
-        "s/p Fall",
-        "sob cp",
-        "CP,CP;cp",
-        "cp/sob",
-        "N/V/D x3 days",
-        "n/v",
-        "w/o cp",
-        "a fib w/ RVR",
-        "Chest pain!!!",
-        "Café  résumé_x",
-        "abd pain, r/o appy",
-        "h/a...dizzy",
-        "fx of L arm (s/p MVC)",
-        "Syncope/Collapse",
-        "ETOH\tintox\x02",
-        "copd exacerbation; chf",
-        "  ",
-        "",
-        "x" * 1200,
-        "word " * 300,
-        # "/" between tokens separates them unless it belongs to an entry (issue 13).
-        "LETHARGY/SOB",
-        "SOB/ABNL LABS",
-        "MVC/INTUBATED TRAUMA",
-        "S/P ARREST",
-        "w/cp",
-        "sob w/",
-        "n / v",
-        "n//v",
-        "a-fib, a/fib, a_fib",
-        "sob_cp",
-        "/sob/",
-        "UNKNOWN-CC",
-        "unknown",
-        "___",
-        "na " + "y" * 2000,  # the cut leaves a placeholder: missing
-        "x\x00y sob",  # tf.strings.lower stops at NUL
-        "İSTANBUL ΟΔΟΣ ΣΑΣ",
-        "cp " * 5000,
-        "a" * 9998 + " sob",  # "sob" lies past the raw characters read
-    ]
-    expected = normalise_text(pd.Series(texts), abbreviations).tolist()
-    got = [t.decode() for t in normalise_text_graph(tf.constant(texts), abbreviations).numpy()]
-    assert got == expected
-    assert got[0] == "shortness of breath chest pain"
-    assert got[texts.index("LETHARGY/SOB")] == "lethargy shortness of breath"
-    assert got[texts.index("UNKNOWN-CC")] == ""
-    assert all(len(t) <= 1000 for t in got)
-
-
-def test_graph_text_normalisation_of_the_real_ed_demo(shared_data):
-    """Every real complaint and ICD title of MIMIC-IV-ED Demo 2.2, both paths equal."""
-    from preprocessing.cleaning import load_abbreviations, normalise_text
-
-    ed = shared_data / "mimic_iv_ed_demo" / "ed"
-    if not (ed / "triage.csv.gz").is_file():
-        pytest.skip(f"MIMIC-IV-ED demo not found under {ed}")
-    triage = pd.read_csv(ed / "triage.csv.gz", dtype={"chiefcomplaint": str})
-    titles = pd.read_csv(ed / "diagnosis.csv.gz", dtype={"icd_title": str})["icd_title"]
-    texts = [*triage["chiefcomplaint"].fillna(""), *titles.fillna("")]
-    assert len(texts) == 222 + 545
-    abbreviations = load_abbreviations()
-    expected = normalise_text(pd.Series(texts), abbreviations).tolist()
-    got = [t.decode() for t in normalise_text_graph(tf.constant(texts), abbreviations).numpy()]
-    assert got == expected
-
-
-@pytest.fixture(scope="module")
-def graph_normalise():
-    """The graph normalisation as one traced function (one call per batch of strings)."""
-    from preprocessing.cleaning import load_abbreviations
-
-    abbreviations = load_abbreviations()
-    fn = tf.function(
-        lambda t: normalise_text_graph(t, abbreviations),
-        input_signature=[tf.TensorSpec([None], tf.string)],
-    )
-    return abbreviations, fn
-
-
-# Characters of scripts both Unicode tables agree on (below U+2C00, plus CJK/fullwidth);
-# scripts added in Unicode 14+ are classed differently by Python's and RE2's/ICU's tables.
-_CHARS = st.characters(max_codepoint=0x2BFF, exclude_categories=["Cs"]) | st.sampled_from(
-    list("\u3000\u3001中文\uff0f\uff0cＳＯＢ")
-)
-_ENTRIES = st.sampled_from(["sob", "S/P", "n/v/d", "w/", "a fib", "cp", "r/o", "l", "UNKNOWN-CC"])
-_PIECES = st.one_of(st.text(_CHARS, max_size=6), _ENTRIES, st.sampled_from([" ", "/", "_", ".."]))
-
-
-@settings(max_examples=25, deadline=None, derandomize=True)
-@given(texts=st.lists(st.lists(_PIECES, max_size=8).map("".join), min_size=1, max_size=40))
-def test_graph_text_normalisation_equals_python_on_random_text(graph_normalise, texts):
-    from preprocessing.cleaning import normalise_text
-
-    abbreviations, fn = graph_normalise
-    expected = normalise_text(pd.Series(texts, dtype=object), abbreviations).tolist()
-    assert [t.decode() for t in fn(tf.constant(texts)).numpy()] == expected
-
-
-def test_graph_categories_equal_the_pandas_path():
-    from preprocessing.cleaning import ethnicity_group, normalise_gender
-
-    values = ["F", "female", " m ", "W", "x", "", "MALE", "WHITE - RUSSIAN", "PORTUGUESE"]
-    values += ["BLACK/AFRICAN AMERICAN", "hispanic/latino - cuban", "Asian", "unknown", "white"]
-    genders = [g.decode() for g in gender_graph(tf.constant(values)).numpy()]
-    groups = [g.decode() for g in ethnicity_graph(tf.constant(values)).numpy()]
-    assert genders == normalise_gender(pd.Series(values)).tolist()
-    assert groups == ethnicity_group(pd.Series(values)).tolist()
-
-
-@pytest.mark.slow
-def test_graph_tabular_inputs_equal_tabular_inputs(run_dir):
-    from mtl_report.inputs import tabular_inputs
-    from mtl_report.run import Run
-
-    cleaning = Run.read(run_dir).cleaning
-    expected = tabular_inputs(pd.DataFrame(STUDIES), cleaning)
-    raw = {k: v for k, v in _request([], STUDIES).items() if k != "image_bytes"}
-    got = tabular_inputs_graph({k: tf.constant(v) for k, v in raw.items()}, cleaning)
-    np.testing.assert_array_equal(got["vitals"].numpy(), expected["vitals"])
-    np.testing.assert_array_equal(got["vitals_mask"].numpy(), expected["vitals_mask"])
-    assert expected["vitals_mask"][1].tolist() == [0, 1, 0, 0, 0, 1]  # 400/min, dbp > sbp
-    for key in STRINGS:
-        assert [t.decode() for t in got[key].numpy()] == list(expected[key]), key
-
-
-def test_acuity_outputs_equal_the_numpy_path():
-    from preprocessing.cleaning import level_from_cumulative, level_probabilities
-
-    cum = np.array([[0.9, 0.7, 0.2, 0.1], [0.3, 0.6, 0.55, 0.0], [1.0, 1.0, 1.0, 0.99]])
-    probs, level = acuity_outputs_graph(tf.constant(cum, tf.float32))
-    np.testing.assert_allclose(probs.numpy(), level_probabilities(cum.astype("float32")), atol=1e-7)
-    assert level.numpy().tolist() == level_from_cumulative(cum).tolist() == [3, 1, 5]
 
 
 @pytest.mark.slow
@@ -591,7 +439,7 @@ def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images)
     stl = tmp_path / "stl"
     shutil.copytree(run_dir, stl, ignore=shutil.ignore_patterns("logs"))
     mc, tc = get_preset("stl_findings", run.model_config)
-    vocab = dict(run.vocabularies)
+    vocab = run.load_model().vocabulary_sizes
     model = build_aksoy_model(
         mc, vocab, tc, tuple(run.load_model().input["image_features"].shape[1:])
     )
@@ -624,7 +472,7 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
     shutil.copytree(run_dir, guided, ignore=shutil.ignore_patterns("logs"))
     mc, tc = get_preset("mtl_tp_guided", run.model_config)
     shape = tuple(run.load_model().input["image_features"].shape[1:])
-    model = build_aksoy_model(mc, dict(run.vocabularies), tc, shape)
+    model = build_aksoy_model(mc, run.load_model().vocabulary_sizes, tc, shape)
     model.get_layer("findings_tokens").set_thresholds([0.3] * 5)
     model.save(guided / "model.keras")
     info = json.loads((guided / "config.json").read_text())

@@ -18,6 +18,7 @@ from PIL import Image
 import mtl_report.feature_cache as fc
 from mtl_report.feature_cache import FeatureCache, MissingFeaturesError, weights_fingerprint
 from mtl_report.inputs import make_dataset, read_image
+from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
 from mtl_report.text import ReportTokenizer
 from preprocessing.cleaning import CleaningConfig, fit_cleaning
 from preprocessing.cohort import CohortLog
@@ -188,15 +189,17 @@ def test_make_dataset_with_cached_features(tmp_path, images):
     cache = FeatureCache(tmp_path / "cache", tiny_backbone(), "tiny", 16)
     ds = _prepared(tmp_path / "prep", images)
     tok = ReportTokenizer(max_length=6, min_count=1).fit(["heart normal ."])
+    vocabularies = feature_vocabularies(ds.split("train"), ds.cleaning, 100)
+    pre = AksoyPreprocessor.from_cleaning(ds.cleaning, vocabularies, text_length=16)
     with pytest.raises(MissingFeaturesError):
-        make_dataset(ds, "train", tok, image_size=16, features=cache)
+        make_dataset(ds, "train", tok, pre, image_size=16, features=cache)
     cache.ensure(images, progress=False)
-    data = make_dataset(ds, "train", tok, batch_size=2, image_size=16, features=cache)
+    data = make_dataset(ds, "train", tok, pre, batch_size=2, image_size=16, features=cache)
     x_spec, _ = data.element_spec
     assert "image" not in x_spec
     assert x_spec["image_features"].shape.as_list() == [None, 4, 4]
     unshuffled = make_dataset(
-        ds, "train", tok, batch_size=2, image_size=16, features=cache, shuffle=False
+        ds, "train", tok, pre, batch_size=2, image_size=16, features=cache, shuffle=False
     )
     feats = np.concatenate([x["image_features"].numpy() for x, _ in unshuffled])
     np.testing.assert_array_equal(feats, cache.lookup(images))
@@ -204,9 +207,9 @@ def test_make_dataset_with_cached_features(tmp_path, images):
     vit = np.concatenate([x["vitals"].numpy() for x, _ in data])
     assert shuffled.shape == feats.shape and vit.shape == (5, 6)
     with pytest.raises(ValueError, match="augment"):
-        make_dataset(ds, "train", tok, image_size=16, features=cache, augment=True)
+        make_dataset(ds, "train", tok, pre, image_size=16, features=cache, augment=True)
     with pytest.raises(ValueError, match="16px"):
-        make_dataset(ds, "train", tok, image_size=224, features=cache)
+        make_dataset(ds, "train", tok, pre, image_size=224, features=cache)
 
 
 def test_real_images(tmp_path, shared_data, efficientnet):

@@ -20,10 +20,10 @@ from mtl_report.inputs import (
     make_dataset,
     make_targets,
     read_image,
-    tabular_inputs,
 )
+from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
 from mtl_report.text import ReportTokenizer
-from preprocessing.cleaning import MAX_TEXT_CHARS, CleaningConfig, fit_cleaning, scaled_vitals
+from preprocessing.cleaning import CleaningConfig, fit_cleaning, scaled_vitals
 from preprocessing.cohort import CohortLog
 from preprocessing.errors import DataError
 from preprocessing.io import load_prepared, write_prepared
@@ -276,78 +276,6 @@ def test_real_images(shared_data):
         assert abs(img[..., 0].mean() - src.mean()) < 0.35 * src.mean() + 10
 
 
-# ------------------------------------------------------------------ tabular inputs
-def test_tabular_inputs_of_prepared_records(prepared):
-    rec = prepared.records
-    tab = tabular_inputs(rec, prepared.cleaning)
-    assert tab["vitals"].shape == tab["vitals_mask"].shape == (len(rec), len(VITALS))
-    assert tab["vitals"].dtype == tab["vitals_mask"].dtype == np.float32
-    for j, vital in enumerate(prepared.cleaning["vital_order"]):
-        expected = rec[f"{vital}_scaled"].to_numpy(np.float64)
-        present = ~np.isnan(expected)
-        np.testing.assert_array_equal(tab["vitals_mask"][:, j], present.astype(np.float32))
-        np.testing.assert_allclose(tab["vitals"][present, j], expected[present], atol=1e-6)
-        assert (tab["vitals"][~present, j] == 0).all()
-    assert (tab["vitals_mask"][:, VITALS.index("temperature")] == 0).all()
-    assert tab["gender"].tolist() == rec["gender"].tolist()
-    assert tab["chief_complaint"].tolist() == rec["chief_complaint"].tolist()
-
-
-def test_tabular_inputs_of_one_raw_study(prepared):
-    c = prepared.cleaning
-    tab = tabular_inputs(
-        {
-            "o2sat": float("nan"),
-            "heartrate": np.inf,  # not a measurement
-            "resprate": "UTA",  # unparseable
-            "sbp": 1000,  # implausible
-            "dbp": 70,
-            "temperature": 38.0,  # Celsius typed into the °F field
-            "gender": "female",
-            "ethnicity": "Martian",  # never seen: unknown
-            "chief_complaint": "SOB, CP",
-        },
-        c,
-    )
-    mask = dict(zip(c["vital_order"], tab["vitals_mask"][0]))
-    assert mask == {"o2sat": 0, "heartrate": 0, "resprate": 0, "sbp": 0, "dbp": 1, "temperature": 1}
-    assert np.isfinite(tab["vitals"]).all() and (tab["vitals"] >= 0).all()
-    assert (tab["vitals"] <= 1).all()
-    assert tab["gender"].tolist() == ["F"] and tab["ethnicity"].tolist() == ["unknown"]
-    assert tab["chief_complaint"].tolist() == ["shortness of breath chest pain"]
-    assert tab["icd_title"].tolist() == [""]  # absent key → absent text
-
-
-def test_unknown_gender_and_category_outside_train_vocabulary(prepared):
-    cleaning = dict(prepared.cleaning)
-    cleaning["categories"] = {"gender": ["F", "unknown"], "ethnicity": ["white", "unknown"]}
-    tab = tabular_inputs(
-        pd.DataFrame({"gender": ["M", "x", None], "ethnicity": ["ASIAN", "WHITE", None]}), cleaning
-    )
-    assert tab["gender"].tolist() == ["unknown", "unknown", "unknown"]
-    assert tab["ethnicity"].tolist() == ["unknown", "white", "unknown"]
-    assert (tab["vitals_mask"] == 0).all() and (tab["vitals"] == 0).all()
-
-
-def test_empty_and_very_long_complaint(prepared):
-    long = "chest pain " * 20_000
-    tab = tabular_inputs(
-        pd.DataFrame({"chief_complaint": ["", None, "   ", long, "x" * 5000]}),
-        prepared.cleaning,
-    )
-    cc = tab["chief_complaint"].tolist()
-    assert cc[:3] == ["", "", ""]
-    assert 0 < len(cc[3]) <= MAX_TEXT_CHARS and cc[3].startswith("chest pain chest")
-    assert cc[3].endswith(("chest", "pain"))  # cut at a word boundary
-    assert len(cc[4]) == MAX_TEXT_CHARS
-
-
-def test_missing_minmax_is_an_error(prepared):
-    cleaning = {**prepared.cleaning, "minmax": {"o2sat": [50, 100]}}
-    with pytest.raises(DataError, match="min-max"):
-        tabular_inputs(prepared.records, cleaning)
-
-
 # ------------------------------------------------------------------ targets
 def test_targets(prepared, tokenizer):
     rec = prepared.records
@@ -374,6 +302,12 @@ def test_findings_outside_0_1_are_an_error(prepared, tokenizer):
 
 
 # ------------------------------------------------------------------ datasets
+def pre(ds) -> AksoyPreprocessor:
+    """The preprocessor training would build for ``ds`` (vocabularies of its train split)."""
+    vocabularies = feature_vocabularies(ds.split("train"), ds.cleaning, 100)
+    return AksoyPreprocessor.from_cleaning(ds.cleaning, vocabularies, text_length=16)
+
+
 def _batches(data):
     return [
         (tf.nest.map_structure(np.asarray, x), tf.nest.map_structure(np.asarray, y))
@@ -382,7 +316,9 @@ def _batches(data):
 
 
 def test_dataset_structure_and_order(prepared, tokenizer):
-    data = make_dataset(prepared, "train", tokenizer, batch_size=4, image_size=S, shuffle=False)
+    data = make_dataset(
+        prepared, "train", tokenizer, pre(prepared), batch_size=4, image_size=S, shuffle=False
+    )
     x_spec, y_spec = data.element_spec
     assert set(x_spec) == {
         "image",
@@ -397,7 +333,9 @@ def test_dataset_structure_and_order(prepared, tokenizer):
     assert x_spec["image"].shape.as_list() == [None, S, S, 3]
     assert x_spec["image"].dtype == tf.float32
     assert x_spec["vitals"].shape.as_list() == [None, 6]
-    assert x_spec["gender"].dtype == tf.string and x_spec["gender"].shape.as_list() == [None]
+    assert x_spec["gender"].dtype == tf.int32 and x_spec["gender"].shape.as_list() == [None]
+    assert x_spec["chief_complaint"].dtype == tf.int32
+    assert x_spec["chief_complaint"].shape.as_list() == [None, 16]
     assert x_spec["report_tokens"].dtype == tf.int32
     assert x_spec["report_tokens"].shape.as_list() == [None, 9]
     assert set(y_spec) == {"report", "acuity", "findings"}
@@ -409,18 +347,33 @@ def test_dataset_structure_and_order(prepared, tokenizer):
     ids = np.concatenate([x["report_tokens"] for x, _ in batches])
     expected = make_targets(train, tokenizer, prepared.finding_columns)["report_tokens"]
     np.testing.assert_array_equal(ids, expected)  # unshuffled: records order
+    # the preprocessor's vitals are the scaled values the preparation wrote
+    vitals = np.concatenate([x["vitals"] for x, _ in batches])
+    mask = np.concatenate([x["vitals_mask"] for x, _ in batches])
+    for j, vital in enumerate(prepared.cleaning["vital_order"]):
+        expected = train[f"{vital}_scaled"].to_numpy(np.float64)
+        present = ~np.isnan(expected)
+        np.testing.assert_array_equal(mask[:, j], present.astype(np.float32))
+        np.testing.assert_allclose(vitals[present, j], expected[present], atol=1e-6)
+        assert (vitals[~present, j] == 0).all()
+    assert (mask[:, VITALS.index("temperature")] == 0).all()
+    vocabulary = pre(prepared).gender_vocabulary
+    genders = np.concatenate([x["gender"] for x, _ in batches])
+    assert [vocabulary[i - 1] if i else "unknown" for i in genders] == train["gender"].tolist()
     first = batches[0][0]["image"][0]
     direct = load_image(train["image_path"].iloc[0], S)
     np.testing.assert_allclose(first, direct, atol=1e-4)
     dropped = make_dataset(
-        prepared, "train", tokenizer, batch_size=4, image_size=S, drop_remainder=True
+        prepared, "train", tokenizer, pre(prepared), batch_size=4, image_size=S, drop_remainder=True
     )
     assert len(_batches(dropped)) == 1
 
 
 def test_shuffling_is_deterministic_for_a_seed(prepared, tokenizer):
     def order(seed, epochs=1):
-        data = make_dataset(prepared, "train", tokenizer, batch_size=6, image_size=S, seed=seed)
+        data = make_dataset(
+            prepared, "train", tokenizer, pre(prepared), batch_size=6, image_size=S, seed=seed
+        )
         return [tuple(x["vitals"][:, 1].round(4)) for _ in range(epochs) for x, _ in _batches(data)]
 
     a = order(0, epochs=2)
@@ -436,6 +389,7 @@ def test_augmentation_is_seeded_and_changes_images(prepared, tokenizer):
             prepared,
             "train",
             tokenizer,
+            pre(prepared),
             batch_size=6,
             image_size=S,
             shuffle=False,
@@ -453,20 +407,20 @@ def test_augmentation_is_seeded_and_changes_images(prepared, tokenizer):
 
 def test_dataset_option_errors(prepared, tokenizer, tmp_path):
     with pytest.raises(ValueError, match="train split only"):
-        make_dataset(prepared, "val", tokenizer, image_size=S, augment=True)
+        make_dataset(prepared, "val", tokenizer, pre(prepared), image_size=S, augment=True)
     with pytest.raises(DataError, match="no studies in split 'test'"):
-        make_dataset(prepared, "test", tokenizer, image_size=S)
+        make_dataset(prepared, "test", tokenizer, pre(prepared), image_size=S)
     broken = make_prepared(tmp_path / "broken", n=10)
     Path(broken.split("train")["image_path"].iloc[2]).unlink()
     with pytest.raises(DataError, match=r"1 image file\(s\) not found, e\.g\. .*s2\.jpg"):
-        make_dataset(broken, "train", tokenizer, image_size=S)
+        make_dataset(broken, "train", tokenizer, pre(broken), image_size=S)
 
 
 def test_corrupt_image_in_prepared_dataset_names_the_file(tmp_path, tokenizer):
     ds = make_prepared(tmp_path / "corrupt", n=10)
     bad = ds.split("val")["image_path"].iloc[1]
     Path(bad).write_bytes(Path(bad).read_bytes()[:100])
-    data = make_dataset(ds, "val", tokenizer, batch_size=2, image_size=S)
+    data = make_dataset(ds, "val", tokenizer, pre(ds), batch_size=2, image_size=S)
     with pytest.raises(tf.errors.InvalidArgumentError, match=Path(bad).name):
         _batches(data)
 
@@ -474,7 +428,7 @@ def test_corrupt_image_in_prepared_dataset_names_the_file(tmp_path, tokenizer):
 def test_dataset_from_real_images(shared_data, tmp_path, tokenizer):
     images = sorted(str(p) for p in (shared_data / "iu_xray_sample" / "images").glob("*.jpg"))
     ds = make_prepared(tmp_path / "real", n=10, image_paths=images[:5])
-    (x, y), *_ = _batches(make_dataset(ds, "val", tokenizer, batch_size=4, image_size=64))
+    (x, y), *_ = _batches(make_dataset(ds, "val", tokenizer, pre(ds), batch_size=4, image_size=64))
     assert x["image"].shape == (4, 64, 64, 3)
     assert (x["image"].reshape(4, -1).std(axis=1) > 10).all()
     assert y["report"].shape == (4, 9)

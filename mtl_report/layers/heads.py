@@ -71,27 +71,33 @@ class MultiLabelHead(keras.layers.Layer):
         return config
 
 
-def levels_from_cumulative(probs, threshold: float = 0.5):
-    """Acuity level 1–5 from ``P(y > k)`` ``(batch, 4)``; graph-friendly (``keras.ops``).
-
-    A running minimum first makes the probabilities non-increasing, so the level is the
-    number of leading thresholds passed plus one: never out of range or self-contradictory.
-    """
-    probs = ops.cast(probs, "float32")
+def _monotone(probs):
+    """Cumulative probabilities ``(batch, 4)`` clipped to [0, 1], in float64, made
+    non-increasing by a running minimum (``P(y > k+1) ≤ P(y > k)``)."""
+    probs = ops.clip(ops.cast(probs, "float64"), 0.0, 1.0)
     running = [probs[:, 0]]
     for k in range(1, probs.shape[-1]):
         running.append(ops.minimum(running[-1], probs[:, k]))
-    passed = ops.stack(running, axis=-1) > threshold
+    return ops.stack(running, axis=-1)
+
+
+def levels_from_cumulative(probs, threshold: float = 0.5):
+    """Acuity level 1–5 int32 ``(batch,)`` from ``P(y > k)`` ``(batch, 4)``.
+
+    The one acuity decoder: evaluation, ``generate`` and the serving graph call it
+    (``keras.ops``, so it runs on numpy arrays and inside a graph alike). A running minimum
+    first makes the probabilities non-increasing, so the level is the number of leading
+    thresholds passed plus one: never out of range or self-contradictory.
+    """
+    passed = _monotone(probs) > threshold
     return 1 + ops.sum(ops.cast(passed, "int32"), axis=-1)
 
 
 def level_probabilities(probs):
-    """Probabilities of levels 1–5 ``(batch, 5)`` from cumulative ones ``(batch, 4)``."""
-    probs = ops.clip(ops.cast(probs, "float32"), 0.0, 1.0)
-    running = [probs[:, 0]]
-    for k in range(1, probs.shape[-1]):
-        running.append(ops.minimum(running[-1], probs[:, k]))
-    cum = ops.stack(running, axis=-1)
+    """Probabilities of levels 1–5 float32 ``(batch, 5)`` from cumulative ones
+    ``(batch, 4)``: non-negative and summing to one (computed in float64)."""
+    cum = _monotone(probs)
     ones = ops.ones_like(cum[:, :1])
     zeros = ops.zeros_like(cum[:, :1])
-    return ops.concatenate([ones, cum], axis=-1) - ops.concatenate([cum, zeros], axis=-1)
+    upper = ops.concatenate([ones, cum], axis=-1)
+    return ops.cast(upper - ops.concatenate([cum, zeros], axis=-1), "float32")

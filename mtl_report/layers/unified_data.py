@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import keras
 from keras import ops
 
 TOKEN_NAMES: tuple[str, ...] = ("none", "vitals", "demographics", "chief_complaint", "icd_title")
-EMPTY_VOCABULARY_WORD = "[no-text-in-training]"
 
 
 @keras.saving.register_keras_serializable(package="mtl_report")
@@ -22,55 +19,41 @@ class UnifiedDataBlock(keras.layers.Layer):
     masked mean → dense). A learned type embedding tells the tokens apart.
 
     Call: ``vitals`` ``(batch, 6)`` scaled to [0, 1] with missing = 0, ``vitals_mask``
-    ``(batch, 6)`` (1 = present), ``gender``, ``ethnicity``, ``chief_complaint``,
-    ``icd_title`` string ``(batch,)`` → ``tokens`` ``(batch, 5, d)``, ``token_mask``
-    ``(batch, 5)`` bool. A modality is absent (masked) when all vitals are missing, both
-    categories are unknown, or a text is empty or all out of vocabulary.
+    ``(batch, 6)`` (1 = present), ``gender``, ``ethnicity`` int ``(batch,)`` (0 = unknown),
+    ``chief_complaint``, ``icd_title`` word ids int ``(batch, T)`` (0 = padding, 1 = out of
+    vocabulary), all as :class:`~mtl_report.models.aksoy.AksoyPreprocessor` makes them →
+    ``tokens`` ``(batch, 5, d)``, ``token_mask`` ``(batch, 5)`` bool. A modality is absent
+    (masked) when all vitals are missing, both categories are unknown, or a text is empty or
+    all out of vocabulary.
 
     Args:
         hidden_dim: token width.
-        gender_vocabulary, ethnicity_vocabulary: categories seen in training (values outside
-            map to an out-of-vocabulary bucket).
-        complaint_vocabulary, icd_vocabulary: words of the train split's texts.
-        text_length: tokens kept of each text.
+        gender_size, ethnicity_size: number of category indices (with 0 = unknown).
+        complaint_size, icd_size: number of word ids (with padding and out of vocabulary).
+        dropout: on the tokens.
     """
 
     def __init__(
         self,
         hidden_dim: int,
-        gender_vocabulary: Sequence[str],
-        ethnicity_vocabulary: Sequence[str],
-        complaint_vocabulary: Sequence[str],
-        icd_vocabulary: Sequence[str],
-        text_length: int = 16,
+        gender_size: int,
+        ethnicity_size: int,
+        complaint_size: int,
+        icd_size: int,
         dropout: float = 0.1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
-        self.gender_vocabulary = list(gender_vocabulary)
-        self.ethnicity_vocabulary = list(ethnicity_vocabulary)
-        # An empty vocabulary (a dataset without that text, like IU X-ray's ICD titles)
-        # gets one placeholder word, so the lookup table exists and every input is absent.
-        self.complaint_vocabulary = list(complaint_vocabulary) or [EMPTY_VOCABULARY_WORD]
-        self.icd_vocabulary = list(icd_vocabulary) or [EMPTY_VOCABULARY_WORD]
-        self.text_length = text_length
+        self.gender_size = int(gender_size)
+        self.ethnicity_size = int(ethnicity_size)
+        self.complaint_size = int(complaint_size)
+        self.icd_size = int(icd_size)
         self.dropout = dropout
-
-        self.gender_lookup = keras.layers.StringLookup(
-            vocabulary=self.gender_vocabulary, output_mode="one_hot", name="gender_lookup"
-        )
-        self.ethnicity_lookup = keras.layers.StringLookup(
-            vocabulary=self.ethnicity_vocabulary, output_mode="one_hot", name="ethnicity_lookup"
-        )
-        self.complaint_vectorizer = self._vectorizer(self.complaint_vocabulary, "complaint")
-        self.icd_vectorizer = self._vectorizer(self.icd_vocabulary, "icd")
         self.complaint_embedding = keras.layers.Embedding(
-            len(self.complaint_vocabulary) + 2, hidden_dim, name="complaint_embedding"
+            self.complaint_size, hidden_dim, name="complaint_embedding"
         )
-        self.icd_embedding = keras.layers.Embedding(
-            len(self.icd_vocabulary) + 2, hidden_dim, name="icd_embedding"
-        )
+        self.icd_embedding = keras.layers.Embedding(self.icd_size, hidden_dim, name="icd_embedding")
         self.vitals_dense = keras.layers.Dense(hidden_dim, activation="gelu", name="vitals")
         self.demographics_dense = keras.layers.Dense(
             hidden_dim, activation="gelu", name="demographics"
@@ -79,15 +62,6 @@ class UnifiedDataBlock(keras.layers.Layer):
         self.icd_dense = keras.layers.Dense(hidden_dim, activation="gelu", name="icd")
         self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
         self.dropout_layer = keras.layers.Dropout(dropout)
-
-    def _vectorizer(self, vocabulary, name):
-        return keras.layers.TextVectorization(
-            standardize="lower_and_strip_punctuation",
-            output_mode="int",
-            output_sequence_length=self.text_length,
-            vocabulary=vocabulary,
-            name=f"{name}_vectorizer",
-        )
 
     def build(
         self,
@@ -107,18 +81,15 @@ class UnifiedDataBlock(keras.layers.Layer):
             shape=(1, len(TOKEN_NAMES), d), initializer="random_normal", name="type_embedding"
         )
         self.vitals_dense.build((batch, 12))
-        self.demographics_dense.build(
-            (batch, len(self.gender_vocabulary) + len(self.ethnicity_vocabulary) + 2)
-        )
-        self.complaint_embedding.build((batch, self.text_length))
-        self.icd_embedding.build((batch, self.text_length))
+        self.demographics_dense.build((batch, self.gender_size + self.ethnicity_size))
+        self.complaint_embedding.build(chief_complaint_shape)
+        self.icd_embedding.build(icd_title_shape)
         self.complaint_dense.build((batch, d))
         self.icd_dense.build((batch, d))
         self.norm.build((batch, len(TOKEN_NAMES), d))
         self.built = True
 
-    def _text_token(self, text, vectorizer, embedding, dense):
-        ids = vectorizer(text)
+    def _text_token(self, ids, embedding, dense):
         # Out-of-vocabulary words (id 1) carry no meaning on their own: treat like padding.
         known = ops.cast(ops.greater(ids, 1), self.compute_dtype)
         vectors = embedding(ids)
@@ -136,26 +107,23 @@ class UnifiedDataBlock(keras.layers.Layer):
         vitals_token = self.vitals_dense(ops.concatenate([vitals, vitals_mask], axis=-1))
         vitals_present = ops.sum(vitals_mask, axis=-1) > 0
 
-        gender = ops.reshape(gender, (-1,))
-        ethnicity = ops.reshape(ethnicity, (-1,))
+        gender = ops.reshape(ops.cast(gender, "int32"), (-1,))
+        ethnicity = ops.reshape(ops.cast(ethnicity, "int32"), (-1,))
         categories = ops.concatenate(
             [
-                ops.cast(self.gender_lookup(gender), self.compute_dtype),
-                ops.cast(self.ethnicity_lookup(ethnicity), self.compute_dtype),
+                ops.one_hot(gender, self.gender_size, dtype=self.compute_dtype),
+                ops.one_hot(ethnicity, self.ethnicity_size, dtype=self.compute_dtype),
             ],
             axis=-1,
         )
         demo_token = self.demographics_dense(categories)
-        demo_present = ops.logical_or(_known(gender), _known(ethnicity))
+        demo_present = ops.logical_or(ops.greater(gender, 0), ops.greater(ethnicity, 0))
 
         cc_token, cc_present = self._text_token(
-            ops.reshape(chief_complaint, (-1,)),
-            self.complaint_vectorizer,
-            self.complaint_embedding,
-            self.complaint_dense,
+            ops.cast(chief_complaint, "int32"), self.complaint_embedding, self.complaint_dense
         )
         icd_token, icd_present = self._text_token(
-            ops.reshape(icd_title, (-1,)), self.icd_vectorizer, self.icd_embedding, self.icd_dense
+            ops.cast(icd_title, "int32"), self.icd_embedding, self.icd_dense
         )
         batch = ops.shape(vitals)[0]
         none = ops.broadcast_to(
@@ -190,18 +158,10 @@ class UnifiedDataBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(
             hidden_dim=self.hidden_dim,
-            gender_vocabulary=self.gender_vocabulary,
-            ethnicity_vocabulary=self.ethnicity_vocabulary,
-            complaint_vocabulary=self.complaint_vocabulary,
-            icd_vocabulary=self.icd_vocabulary,
-            text_length=self.text_length,
+            gender_size=self.gender_size,
+            ethnicity_size=self.ethnicity_size,
+            complaint_size=self.complaint_size,
+            icd_size=self.icd_size,
             dropout=self.dropout,
         )
         return config
-
-
-def _known(values):
-    """True where a category string is neither empty nor ``unknown``."""
-    import tensorflow as tf
-
-    return tf.logical_and(tf.not_equal(values, ""), tf.not_equal(values, "unknown"))

@@ -6,18 +6,19 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from model_helpers import FEATURE_SHAPE, VOCABS, batch
+from model_helpers import FEATURE_SHAPE, PREPROCESSOR, SIZES, batch
 
 from mtl_report.config import ConfigError, ModelConfig
-from mtl_report.models.aksoy import build_aksoy_model, complete_inputs
+from mtl_report.models.aksoy import ED_INPUTS, build_aksoy_model, complete_inputs
 from mtl_report.presets import PRESETS, expand, get_preset
+from preprocessing.schema import VITALS
 
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
 
 
 def build(preset: str, **overrides):
     model_config, train_config = get_preset(preset, SMALL, **overrides)
-    return build_aksoy_model(model_config, VOCABS, train_config, FEATURE_SHAPE)
+    return build_aksoy_model(model_config, SIZES, train_config, FEATURE_SHAPE)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -62,7 +63,7 @@ def test_outputs_have_the_documented_shapes_and_ranges():
     model = build("mtl_tp")
     x, _ = batch(5)
     out = model(x, training=False)
-    assert out["report"].shape == (5, 11, VOCABS["report_vocab_size"])
+    assert out["report"].shape == (5, 11, SIZES["report"])
     assert out["acuity"].shape == (5, 4) and out["findings"].shape == (5, 5)
     for key in ("acuity", "findings"):
         v = out[key].numpy()
@@ -85,28 +86,19 @@ def test_absent_modalities_are_masked_not_crashing():
     """IU X-ray: no vitals, unknown categories, empty texts."""
     model = build("mtl_eq")
     x, _ = batch(3)
-    x["vitals"] = tf.fill((3, 6), float("nan"))
-    x["vitals_mask"] = tf.zeros((3, 6))
-    x["gender"] = tf.constant(["unknown"] * 3)
-    x["ethnicity"] = tf.constant([""] * 3)
-    x["chief_complaint"] = tf.constant(["", "zzz unseenword", ""])
-    x["icd_title"] = tf.constant([""] * 3)
+    raw = {v: tf.fill((3,), float("nan")) for v in VITALS}
+    raw.update(
+        gender=tf.constant(["unknown"] * 3),
+        ethnicity=tf.constant([""] * 3),
+        chief_complaint=tf.constant(["", "zzz unseenword", ""]),
+        icd_title=tf.constant([""] * 3),
+    )
+    x.update(PREPROCESSOR(raw))
+    assert x["vitals_mask"].numpy().sum() == 0
     out = model(x, training=False)
     for v in out.values():
         assert np.isfinite(v.numpy()).all()
-    _, mask = model.get_layer("unified_data")(
-        *(
-            x[k]
-            for k in (
-                "vitals",
-                "vitals_mask",
-                "gender",
-                "ethnicity",
-                "chief_complaint",
-                "icd_title",
-            )
-        )
-    )
+    _, mask = model.get_layer("unified_data")(*(x[k] for k in ED_INPUTS))
     assert mask.numpy().tolist() == [[True, False, False, False, False]] * 3
 
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from model_helpers import FEATURE_SHAPE, VOCABS, assert_greedy_matches_recomputation, batch
+from model_helpers import FEATURE_SHAPE, SIZES, assert_greedy_matches_recomputation, batch
 
 from mtl_report.config import ConfigError, ModelConfig
 from mtl_report.decoding import DecodingConfig, ReportGenerator
@@ -22,7 +22,7 @@ SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_
 def _model(seed: int = 0):
     keras.utils.set_random_seed(seed)
     mc, tc = get_preset("mtl_tp_guided", SMALL)
-    return build_aksoy_model(mc, VOCABS, tc, FEATURE_SHAPE)
+    return build_aksoy_model(mc, SIZES, tc, FEATURE_SHAPE)
 
 
 def _guided(x, y):
@@ -72,7 +72,7 @@ def test_unknown_findings_are_filled_in_for_inference():
     told = {**x, GUIDE_INPUT: tf.ones((3, 5))}
     assert complete_inputs(model, told) is told  # a given guide is kept
     mc, tc = get_preset("mtl_tp", SMALL)
-    plain = build_aksoy_model(mc, VOCABS, tc, FEATURE_SHAPE)
+    plain = build_aksoy_model(mc, SIZES, tc, FEATURE_SHAPE)
     assert complete_inputs(plain, x) is x  # an unguided model takes no guide
 
 

@@ -17,8 +17,6 @@ from preprocessing.cleaning import (
     ethnicity_group,
     fit_categories,
     fit_minmax,
-    level_from_cumulative,
-    level_probabilities,
     load_abbreviations,
     normalise_gender,
     normalise_text,
@@ -192,17 +190,8 @@ def test_cumulative_encoding_roundtrip():
     enc = cumulative_encoding([1, 3, 5, np.nan])
     assert enc[:3].tolist() == [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
     assert np.isnan(enc[3]).all()
-    assert level_from_cumulative(enc[:3]).tolist() == [1, 3, 5]
     with pytest.raises(ValueError):
         cumulative_encoding([0])
-
-
-def test_predicted_level_is_consistent_with_non_monotone_probabilities():
-    # P(y>2) > P(y>1) cannot be; the running minimum makes the level 2, never 4.
-    probs = np.array([[0.9, 0.2, 0.8, 0.7]])
-    assert level_from_cumulative(probs).tolist() == [2]
-    p = level_probabilities(probs)
-    assert p.shape == (1, 5) and p.sum() == pytest.approx(1.0) and (p >= 0).all()
 
 
 @pytest.mark.parametrize(

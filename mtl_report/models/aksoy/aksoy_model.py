@@ -36,8 +36,10 @@ from mtl_report.layers import (
 )
 from mtl_report.losses import TASK_LOSSES
 from mtl_report.models import backbones
+from mtl_report.models.aksoy.aksoy_preprocessor import ED_INPUTS
 
-TABULAR_INPUTS = ("vitals", "vitals_mask", "gender", "ethnicity", "chief_complaint", "icd_title")
+#: ``AksoyModel``'s ``vocabulary_sizes`` keys: the ED inputs' index ranges and the report's.
+VOCABULARY_SIZE_KEYS = ("gender", "ethnicity", "chief_complaint", "icd_title", "report")
 OUTPUT_OF_TASK = {"text": "report", "acuity": "acuity", "findings": "findings"}
 #: Input of a findings-guided model (``ModelConfig.findings_guidance``): per finding 1, 0,
 #: or NaN (unknown: the findings head decides). Training feeds the labels; inference NaN.
@@ -66,17 +68,20 @@ class AksoyModel(keras.Model):
 
     Args:
         config: :class:`ModelConfig` as a dict.
-        vocabularies: ``report_vocab_size`` (int) and the lists ``gender``, ``ethnicity``,
-            ``chief_complaint``, ``icd_title`` (train-split vocabularies).
+        vocabulary_sizes: index range per ED input (``gender``, ``ethnicity``,
+            ``chief_complaint``, ``icd_title``: :meth:`AksoyPreprocessor.vocabulary_sizes`)
+            and ``report`` (the report tokenizer's vocabulary size).
         task_weights: ``{"text": α, "acuity": β, "findings": γ}``.
         uncertainty_weighting: learn one log-variance per task instead of fixed weights.
         feature_shape: ``(L, C)`` of cached features (frozen backbone).
         backbone: a backbone model (``image → (L, C)``) to include; then the input is
             ``image`` instead of ``image_features``.
 
-    Inputs (dict): ``image_features`` ``(L, C)`` or ``image`` ``(S, S, 3)``, ``vitals`` and
-    ``vitals_mask`` ``(6,)``, string scalars ``gender``, ``ethnicity``, ``chief_complaint``,
-    ``icd_title``, and with the text task ``report_tokens`` ``(T,)`` (teacher forcing).
+    Inputs (dict), numbers only: ``image_features`` ``(L, C)`` or ``image`` ``(S, S, 3)``,
+    the ED inputs of :class:`~mtl_report.models.aksoy.AksoyPreprocessor` (``vitals`` and
+    ``vitals_mask`` ``(6,)``, ``gender`` and ``ethnicity`` int32 ``()``, ``chief_complaint``
+    and ``icd_title`` int32 ``(text_length,)``), and with the text task ``report_tokens``
+    ``(T,)`` (teacher forcing).
     Outputs (dict): ``report`` logits ``(T, vocab)``, ``acuity`` ``(4,)`` cumulative
     probabilities, ``findings`` ``(n_findings,)`` probabilities.
     """
@@ -84,7 +89,7 @@ class AksoyModel(keras.Model):
     def __init__(
         self,
         config: Mapping,
-        vocabularies: Mapping,
+        vocabulary_sizes: Mapping[str, int],
         task_weights: Mapping[str, float] | None = None,
         uncertainty_weighting: bool = False,
         feature_shape: tuple[int, int] | None = None,
@@ -95,6 +100,10 @@ class AksoyModel(keras.Model):
         if isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)
         d = cfg.hidden_dim
+        missing = [k for k in VOCABULARY_SIZE_KEYS if k not in vocabulary_sizes]
+        if missing:
+            raise ValueError(f"vocabulary_sizes lacks {missing}")
+        sizes = {k: int(vocabulary_sizes[k]) for k in VOCABULARY_SIZE_KEYS}
 
         # === Inputs ===
         inputs: dict[str, keras.KerasTensor] = {}
@@ -107,8 +116,10 @@ class AksoyModel(keras.Model):
             features = inputs["image_features"]
         inputs["vitals"] = keras.Input((6,), name="vitals")
         inputs["vitals_mask"] = keras.Input((6,), name="vitals_mask")
-        for name in ("gender", "ethnicity", "chief_complaint", "icd_title"):
-            inputs[name] = keras.Input((), dtype="string", name=name)
+        for name in ("gender", "ethnicity"):
+            inputs[name] = keras.Input((), dtype="int32", name=name)
+        for name in ("chief_complaint", "icd_title"):
+            inputs[name] = keras.Input((cfg.text_feature_length,), dtype="int32", name=name)
         if "text" in cfg.tasks:
             inputs["report_tokens"] = keras.Input(
                 (cfg.max_report_length - 1,), dtype="int32", name="report_tokens"
@@ -127,14 +138,13 @@ class AksoyModel(keras.Model):
         )(features)
         tokens, token_mask = UnifiedDataBlock(
             d,
-            vocabularies["gender"],
-            vocabularies["ethnicity"],
-            vocabularies["chief_complaint"],
-            vocabularies["icd_title"],
-            text_length=cfg.text_feature_length,
+            sizes["gender"],
+            sizes["ethnicity"],
+            sizes["chief_complaint"],
+            sizes["icd_title"],
             dropout=cfg.dropout,
             name="unified_data",
-        )(*(inputs[k] for k in TABULAR_INPUTS))
+        )(*(inputs[k] for k in ED_INPUTS))
         fused = CrossModalAttention(d, cfg.num_heads, cfg.dropout, name="cross_attention")(
             visual, tokens, token_mask
         )
@@ -160,7 +170,7 @@ class AksoyModel(keras.Model):
             )
         if "text" in cfg.tasks:
             outputs["report"] = ReportDecoder(
-                int(vocabularies["report_vocab_size"]),
+                sizes["report"],
                 cfg.max_report_length,
                 d,
                 cfg.num_heads,
@@ -178,9 +188,7 @@ class AksoyModel(keras.Model):
 
         # === Config ===
         self.model_config = cfg
-        self.vocabularies = {
-            k: (list(v) if isinstance(v, list | tuple) else v) for k, v in vocabularies.items()
-        }
+        self.vocabulary_sizes = sizes
         self.task_weights = dict(task_weights or {t: 1.0 for t in cfg.tasks})
         self.uncertainty_weighting = uncertainty_weighting
         self.feature_shape = (
@@ -217,39 +225,13 @@ class AksoyModel(keras.Model):
         values = ops.convert_to_numpy(ops.exp(-self.log_variances))
         return {t: float(v) for t, v in zip(self.tasks, values)}
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Build optimizer state under a distribution strategy without averaging inputs.
-
-        Keras builds the training state from one batch and, under ``MirroredStrategy``,
-        first averages that batch over replicas: impossible for the string inputs (gender,
-        complaint, ...). This model is fully built at construction, so the first replica's
-        batch serves as well.
-        """
-        strategy = getattr(self, "_distribute_strategy", None)
-        if strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        import tensorflow as tf
-
-        for _, _, it in iterator:
-            batch = next(it)
-            data_batch = tf.nest.map_structure(
-                lambda v: (
-                    strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v
-                ),
-                batch,
-            )
-            break
-        return super()._maybe_symbolic_build(data_batch=data_batch)
-
     # -- serialisation ---------------------------------------------------------------------
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
             "config": self.model_config.to_dict(),
-            "vocabularies": self.vocabularies,
+            "vocabulary_sizes": self.vocabulary_sizes,
             "task_weights": self.task_weights,
             "uncertainty_weighting": self.uncertainty_weighting,
             "feature_shape": self.feature_shape,
@@ -265,7 +247,7 @@ class AksoyModel(keras.Model):
 
 def build_aksoy_model(
     model_config: ModelConfig,
-    vocabularies: Mapping,
+    vocabulary_sizes: Mapping[str, int],
     train_config: TrainConfig | None = None,
     feature_shape: tuple[int, int] | None = None,
     backbone: keras.Model | None = None,
@@ -279,7 +261,7 @@ def build_aksoy_model(
         )
     return AksoyModel(
         model_config.to_dict(),
-        vocabularies,
+        vocabulary_sizes,
         task_weights=train_config.task_weights(),
         uncertainty_weighting=train_config.uncertainty_weighting,
         feature_shape=feature_shape,
