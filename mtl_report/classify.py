@@ -662,27 +662,31 @@ def _write_json(path: Path, obj: Any) -> None:
 # Predict / evaluate
 # --------------------------------------------------------------------------------------
 def greedy_reports(model, images: np.ndarray, tokenizer, batch_size: int = 32) -> list[str]:
-    """Greedy auxiliary reports from images ``(N, S, S, 3)`` (the model's report head)."""
-    import keras
+    """Greedy auxiliary reports from images ``(N, S, S, 3)`` (the model's report head),
+    with the cached decoder and the sampler the report model uses."""
+    import tensorflow as tf
 
-    decoder = model.get_layer("report")
-    encoder = keras.Model(model.input["image"], model.get_layer("visual_encoder").output)
-    T = decoder.max_length - 1
+    from mtl_report.samplers import GreedySampler
+
+    decoder = model.report_decoder
+    steps = decoder.max_length - 1
+    sampler = GreedySampler(tokenizer.end_id, forbidden_ids=(0, tokenizer.start_id))
+
+    def next_token(token_ids, state, index, memory):
+        cross = memory["cross_cache"]
+        return decoder.step(token_ids, memory["memory"], state, cross, index)
+
+    @tf.function(reduce_retracing=True)
+    def generate(batch):
+        memory = model.encode_image(batch)
+        state, cross = decoder.init_cache(memory, steps)
+        start = tf.fill([tf.shape(memory)[0]], tokenizer.start_id)
+        constants = {"memory": memory, "cross_cache": cross}
+        return sampler(next_token, start, state, steps - 1, constants)
+
     texts: list[str] = []
     for i in range(0, len(images), batch_size):
-        memory = encoder(images[i : i + batch_size], training=False)
-        n = memory.shape[0]
-        tokens = np.zeros((n, T), np.int32)
-        tokens[:, 0] = tokenizer.start_id
-        done = np.zeros(n, bool)
-        for t in range(T - 1):
-            logits = np.asarray(decoder(tokens, memory, training=False))[:, t]
-            nxt = logits.argmax(-1).astype(np.int32)
-            nxt[done] = 0
-            tokens[:, t + 1] = nxt
-            done |= nxt == tokenizer.end_id
-            if done.all():
-                break
+        tokens = generate(tf.constant(images[i : i + batch_size], tf.float32)).numpy()
         texts.extend(tokenizer.decode(tokens))
     return texts
 

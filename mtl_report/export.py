@@ -249,9 +249,7 @@ class ServingGraph:
     def _predict(self, images: tf.Tensor, raw: Mapping[str, tf.Tensor]) -> dict:
         x = self.model_inputs(images, raw)
         if self.generator is not None:
-            out = self.generator._generate(
-                {k: v for k, v in x.items() if k in self.generator.encoder.input}
-            )
+            out = self.generator.generate_graph(x)
         else:
             wanted = {k: v for k, v in x.items() if k in self.model.input}
             out = self.model(wanted, training=False)

@@ -479,7 +479,7 @@ def train(
         if model_config.findings_guidance:
             # At inference the decoder is told the head's findings at these cut-offs.
             cut = [thresholds["findings"][f] for f in model_config.findings]
-            model.get_layer("findings_tokens").set_thresholds(cut)
+            model.parts.findings_guide.set_thresholds(cut)
     # EarlyStopping restored the best weights; save the final model (with the guidance
     # cut-offs) explicitly so the run directory holds it even when no epoch improved on a
     # checkpoint.

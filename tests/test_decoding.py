@@ -8,9 +8,10 @@ import tensorflow as tf
 from model_helpers import FEATURE_SHAPE, SIZES, assert_greedy_matches_recomputation, batch
 
 from mtl_report.config import ModelConfig
-from mtl_report.decoding import DecodingConfig, ReportGenerator, banned_ngram_tokens
+from mtl_report.decoding import DecodingConfig, ReportGenerator
 from mtl_report.models.aksoy import build_aksoy_model
 from mtl_report.presets import get_preset
+from mtl_report.samplers import banned_ngram_tokens
 
 
 def _model():

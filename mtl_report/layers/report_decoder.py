@@ -88,12 +88,13 @@ class ReportDecoder(keras.layers.Layer):
         """Empty self-attention caches and filled cross-attention caches for ``memory``.
 
         Returns ``(self_cache, cross_cache)`` of shapes
-        ``(layers, batch, 2, max_steps, heads, key_dim)`` and
-        ``(layers, batch, 2, L, heads, key_dim)``.
+        ``(batch, layers, 2, max_steps, heads, key_dim)`` and
+        ``(batch, layers, 2, L, heads, key_dim)``: batch first, as the samplers of
+        :mod:`mtl_report.samplers` (and keras-hub's) expect.
         """
         batch = ops.shape(memory)[0]
         self_cache = ops.zeros(
-            (self.num_layers, batch, 2, max_steps, self.num_heads, self.key_dim),
+            (batch, self.num_layers, 2, max_steps, self.num_heads, self.key_dim),
             dtype=memory.dtype,
         )
         cross = []
@@ -102,7 +103,7 @@ class ReportDecoder(keras.layers.Layer):
             key = attn._key_dense(memory)
             value = attn._value_dense(memory)
             cross.append(ops.stack([key, value], axis=1))
-        return self_cache, ops.stack(cross, axis=0)
+        return self_cache, ops.stack(cross, axis=1)
 
     def step(self, token_ids, memory, self_cache, cross_cache, index, condition=None):
         """Logits for the token at position ``index`` given the cached prefix.
@@ -119,7 +120,7 @@ class ReportDecoder(keras.layers.Layer):
         positions ``<= index``, exactly what its causal mask would allow.
         """
         x = self._embed(token_ids, start_index=index, condition=condition)
-        max_steps = ops.shape(self_cache)[3]
+        max_steps = ops.shape(self_cache)[3]  # (batch, layers, 2, max_steps, heads, key_dim)
         positions = ops.arange(max_steps)
         row = ops.equal(positions, index)[None, :, None, None]  # (1, S, 1, 1)
         visible = ops.less_equal(positions, index)[None, None, :]  # (1, 1, S)
@@ -128,8 +129,8 @@ class ReportDecoder(keras.layers.Layer):
         for i, block in enumerate(self.blocks):
             attn = block._self_attention_layer
             query_in = block._self_attention_layer_norm(x) if block.normalize_first else x
-            key = ops.where(row, attn._key_dense(query_in), self_cache[i][:, 0])
-            value = ops.where(row, attn._value_dense(query_in), self_cache[i][:, 1])
+            key = ops.where(row, attn._key_dense(query_in), self_cache[:, i, 0])
+            value = ops.where(row, attn._value_dense(query_in), self_cache[:, i, 1])
             layer_cache = ops.stack([key, value], axis=1)
             x, _, _ = block(
                 x,
@@ -138,11 +139,11 @@ class ReportDecoder(keras.layers.Layer):
                 use_causal_mask=False,
                 self_attention_cache=layer_cache,
                 self_attention_cache_update_index=None,
-                cross_attention_cache=cross_cache[i],
+                cross_attention_cache=cross_cache[:, i],
                 cross_attention_cache_update_index=None,
             )
             new_caches.append(layer_cache)
-        return self.logits(x)[:, 0, :], ops.stack(new_caches, axis=0)
+        return self.logits(x)[:, 0, :], ops.stack(new_caches, axis=1)
 
     def compute_output_shape(self, token_ids_shape, memory_shape=None, condition_shape=None):
         return (*token_ids_shape, self.vocab_size)

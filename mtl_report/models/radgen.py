@@ -191,17 +191,18 @@ class RadGenModel(keras.Model):
 
         inputs: dict[str, keras.KerasTensor] = {}
         image_tokens = text_tokens = text_mask = present = None
+        visual_encoder = report_decoder = None
         if cfg.uses_image:
             inputs["image"] = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-            features = backbone(inputs["image"])
-            image_tokens = VisualEncoder(
+            visual_encoder = VisualEncoder(
                 d,
                 cfg.num_heads,
                 cfg.intermediate_dim,
                 cfg.num_visual_layers,
                 cfg.dropout,
                 name="visual_encoder",
-            )(features)
+            )
+            image_tokens = visual_encoder(backbone(inputs["image"]))
         if cfg.uses_text:
             inputs["text_tokens"] = keras.Input((T,), dtype="int32", name="text_tokens")
             text_tokens, text_mask = ReportTextEncoder(
@@ -243,7 +244,7 @@ class RadGenModel(keras.Model):
             len(cfg.classes), activation="softmax", dtype="float32", name="probabilities"
         )(x)
         if cfg.has_report_head:
-            outputs["report"] = ReportDecoder(
+            report_decoder = ReportDecoder(
                 int(vocab_size),
                 T,
                 d,
@@ -252,14 +253,25 @@ class RadGenModel(keras.Model):
                 cfg.num_decoder_layers,
                 cfg.dropout,
                 name="report",
-            )(inputs["report_tokens"], image_tokens)
+            )
+            outputs["report"] = report_decoder(inputs["report_tokens"], image_tokens)
 
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.visual_encoder = visual_encoder
+        self.report_decoder = report_decoder
         self.model_config = cfg
         self.vocab_size = int(vocab_size)
         self.backbone = backbone
         self.cls_loss_tracker = keras.metrics.Mean(name="cls_loss")
         self.report_loss_tracker = keras.metrics.Mean(name="report_loss")
+
+    def encode_image(self, images, training: bool = False):
+        """Image tokens ``(batch, L, d)`` of images ``(batch, S, S, 3)``: what the fusion
+        and the auxiliary report decoder read."""
+        if self.visual_encoder is None:
+            raise ValueError(f"a {self.model_config.fusion!r} model reads no image")
+        features = self.backbone(images, training=training)
+        return self.visual_encoder(features, training=training)
 
     # -- training --------------------------------------------------------------------------
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

@@ -200,3 +200,36 @@ def test_mixed_precision_keeps_outputs_float32():
     assert out["probabilities"].dtype == "float32" and out["gate"].dtype == "float32"
     assert np.isfinite(np.asarray(out["probabilities"])).all()
     assert float(out["gate"][-1, 0]) == 1.0
+
+
+def test_greedy_reports_write_the_argmax_of_a_full_forward_pass():
+    """classify.greedy_reports (cached decoder + sampler) against an uncached recomputation."""
+    from mtl_report.classify import greedy_reports
+
+    class Tok:  # the ReportTokenizer layout: 0 padding, 2 [START], 3 [END]
+        start_id, end_id = 2, 3
+
+        @staticmethod
+        def decode(tokens):
+            return [" ".join(str(t) for t in row if t) for row in tokens]
+
+    keras.utils.set_random_seed(0)
+    cfg = tiny(fusion="image")
+    model = build_radgen_model(cfg, VOCAB)
+    x, _ = batch(cfg, model, n=3)
+    texts = greedy_reports(model, x["image"], Tok, batch_size=2)
+    assert len(texts) == 3
+    memory = model.encode_image(x["image"])
+    for i, text in enumerate(texts):
+        written = [int(t) for t in text.split()]
+        assert written and 0 not in written and 2 not in written
+        prefix = [2]
+        for token in written:
+            ids = np.zeros((1, T - 1), np.int32)
+            ids[0, : len(prefix)] = prefix
+            logits = np.array(model.report_decoder(ids, memory[i : i + 1]))[0, len(prefix) - 1]
+            logits[[0, 2]] = -np.inf
+            assert logits.argmax() == token
+            if token == 3:
+                break
+            prefix.append(token)

@@ -20,6 +20,7 @@ over masked per-task losses, or learned uncertainty weights (Kendall et al. 2018
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import keras
 from keras import ops
@@ -60,6 +61,49 @@ def complete_inputs(model: keras.Model, x: dict) -> dict:
     width = names[GUIDE_INPUT].shape[-1]
     batch = tf.shape(next(iter(v for k, v in x.items() if k != "report_tokens")))[0]
     return {**x, GUIDE_INPUT: tf.fill(tf.stack([batch, width]), float("nan"))}
+
+
+@dataclass
+class AksoyLayers:
+    """The model's layers and the one function that wires the encoder and the heads.
+
+    :class:`AksoyModel` calls :meth:`encode` once on symbolic inputs to build its graph, and
+    again on tensors for generation (:meth:`AksoyModel.encode`): one definition of the
+    forward pass, no sub-model cut out by layer names.
+    """
+
+    backbone: keras.Model | None
+    visual_encoder: VisualEncoder
+    unified_data: UnifiedDataBlock
+    cross_attention: CrossModalAttention
+    shared: list
+    findings_head: MultiLabelHead | None
+    findings_guide: FindingsGuide | None
+    acuity_head: CumulativeOrdinalHead | None
+    report_decoder: ReportDecoder | None
+
+    def encode(self, inputs: Mapping, training=None) -> dict:
+        """Model inputs → ``memory`` (what the decoder reads), ``condition`` (findings
+        guidance), and the ``acuity`` / ``findings`` outputs."""
+        if self.backbone is not None:
+            features = self.backbone(inputs["image"], training=training)
+        else:
+            features = inputs["image_features"]
+        visual = self.visual_encoder(features, training=training)
+        tokens, token_mask = self.unified_data(*(inputs[k] for k in ED_INPUTS), training=training)
+        memory = self.cross_attention(visual, tokens, token_mask, training=training)
+        for block in self.shared:
+            memory = block(memory, training=training)
+        out = {"memory": memory}
+        if self.acuity_head is not None:
+            out["acuity"] = self.acuity_head(memory)
+        if self.findings_head is not None:
+            out["findings"] = self.findings_head(memory)
+        if self.findings_guide is not None:  # the decoder reads the head's prediction
+            out["memory"], out["condition"] = self.findings_guide(
+                memory, out["findings"], inputs[GUIDE_INPUT]
+            )
+        return out
 
 
 @keras.saving.register_keras_serializable(package="mtl_report")
@@ -109,11 +153,9 @@ class AksoyModel(keras.Model):
         inputs: dict[str, keras.KerasTensor] = {}
         if backbone is not None:
             inputs["image"] = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-            features = backbone(inputs["image"])
         else:
             shape = tuple(feature_shape or backbones.feature_shape(cfg.backbone, cfg.image_size))
             inputs["image_features"] = keras.Input(shape, name="image_features")
-            features = inputs["image_features"]
         inputs["vitals"] = keras.Input((6,), name="vitals")
         inputs["vitals_mask"] = keras.Input((6,), name="vitals_mask")
         for name in ("gender", "ethnicity"):
@@ -127,62 +169,71 @@ class AksoyModel(keras.Model):
         if cfg.findings_guidance:
             inputs[GUIDE_INPUT] = keras.Input((len(cfg.findings),), name=GUIDE_INPUT)
 
-        # === Encoder ===
-        visual = VisualEncoder(
-            d,
-            cfg.num_heads,
-            cfg.intermediate_dim,
-            cfg.num_visual_layers,
-            cfg.dropout,
-            name="visual_encoder",
-        )(features)
-        tokens, token_mask = UnifiedDataBlock(
-            d,
-            sizes["gender"],
-            sizes["ethnicity"],
-            sizes["chief_complaint"],
-            sizes["icd_title"],
-            dropout=cfg.dropout,
-            name="unified_data",
-        )(*(inputs[k] for k in ED_INPUTS))
-        fused = CrossModalAttention(d, cfg.num_heads, cfg.dropout, name="cross_attention")(
-            visual, tokens, token_mask
-        )
+        # === Layers ===
         import keras_hub
 
-        memory = fused
-        for i in range(cfg.num_shared_layers):
-            memory = keras_hub.layers.TransformerEncoder(
-                cfg.intermediate_dim, cfg.num_heads, dropout=cfg.dropout, name=f"shared_{i}"
-            )(memory)
-
-        # === Heads ===
-        outputs = {}
-        findings_head = (
-            MultiLabelHead(len(cfg.findings), name="findings") if "findings" in cfg.tasks else None
-        )
-        findings = None
-        decoder_memory, condition = memory, None
-        if cfg.findings_guidance:  # the head first: the decoder reads its prediction
-            findings = findings_head(memory)
-            decoder_memory, condition = FindingsGuide(len(cfg.findings), d, name="findings_tokens")(
-                memory, findings, inputs[GUIDE_INPUT]
-            )
-        if "text" in cfg.tasks:
-            outputs["report"] = ReportDecoder(
-                sizes["report"],
-                cfg.max_report_length,
+        layers = AksoyLayers(
+            backbone=backbone,
+            visual_encoder=VisualEncoder(
                 d,
                 cfg.num_heads,
                 cfg.intermediate_dim,
-                cfg.num_decoder_layers,
+                cfg.num_visual_layers,
                 cfg.dropout,
-                name="report",
-            )(inputs["report_tokens"], decoder_memory, condition)
-        if "acuity" in cfg.tasks:
-            outputs["acuity"] = CumulativeOrdinalHead(name="acuity")(memory)
-        if findings_head is not None:
-            outputs["findings"] = findings if findings is not None else findings_head(memory)
+                name="visual_encoder",
+            ),
+            unified_data=UnifiedDataBlock(
+                d,
+                sizes["gender"],
+                sizes["ethnicity"],
+                sizes["chief_complaint"],
+                sizes["icd_title"],
+                dropout=cfg.dropout,
+                name="unified_data",
+            ),
+            cross_attention=CrossModalAttention(
+                d, cfg.num_heads, cfg.dropout, name="cross_attention"
+            ),
+            shared=[
+                keras_hub.layers.TransformerEncoder(
+                    cfg.intermediate_dim, cfg.num_heads, dropout=cfg.dropout, name=f"shared_{i}"
+                )
+                for i in range(cfg.num_shared_layers)
+            ],
+            findings_head=(
+                MultiLabelHead(len(cfg.findings), name="findings")
+                if "findings" in cfg.tasks
+                else None
+            ),
+            findings_guide=(
+                FindingsGuide(len(cfg.findings), d, name="findings_tokens")
+                if cfg.findings_guidance
+                else None
+            ),
+            acuity_head=CumulativeOrdinalHead(name="acuity") if "acuity" in cfg.tasks else None,
+            report_decoder=(
+                ReportDecoder(
+                    sizes["report"],
+                    cfg.max_report_length,
+                    d,
+                    cfg.num_heads,
+                    cfg.intermediate_dim,
+                    cfg.num_decoder_layers,
+                    cfg.dropout,
+                    name="report",
+                )
+                if "text" in cfg.tasks
+                else None
+            ),
+        )
+
+        # === Graph ===
+        encoded = layers.encode(inputs)
+        outputs = {k: encoded[k] for k in ("acuity", "findings") if k in encoded}
+        if layers.report_decoder is not None:
+            outputs["report"] = layers.report_decoder(
+                inputs["report_tokens"], encoded["memory"], encoded.get("condition")
+            )
 
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -195,6 +246,7 @@ class AksoyModel(keras.Model):
             None if backbone is not None else tuple(inputs["image_features"].shape[1:])
         )
         self.backbone = backbone
+        self.parts = layers
         self.tasks = cfg.tasks
         self.task_loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in self.tasks}
         if uncertainty_weighting:
@@ -217,6 +269,45 @@ class AksoyModel(keras.Model):
         if self.losses:
             total = total + ops.sum(ops.stack([ops.cast(v, "float32") for v in self.losses]))
         return total
+
+    # -- inference -------------------------------------------------------------------------
+    def encode(self, inputs: Mapping, training: bool = False) -> dict:
+        """Everything but the report: ``memory`` ``(batch, L, d)`` the decoder attends to
+        (with findings guidance, followed by the finding tokens), ``condition``
+        ``(batch, d)`` with findings guidance, and the ``acuity`` / ``findings`` outputs of
+        the model's heads. ``inputs`` as for the model, without ``report_tokens``
+        (a findings guide, when the model reads one, defaults to unknown)."""
+        inputs = complete_inputs(self, {k: v for k, v in inputs.items() if k != "report_tokens"})
+        return self.parts.encode(inputs, training=training)
+
+    def init_cache(self, encoded: Mapping, max_steps: int) -> tuple:
+        """``(state, constants)`` for :meth:`call_with_cache` and :mod:`mtl_report.samplers`:
+        the empty self-attention cache for ``max_steps`` positions, and what every step
+        reads unchanged (memory, its cross-attention keys/values, the condition)."""
+        decoder = self._decoder()
+        state, cross = decoder.init_cache(encoded["memory"], max_steps)
+        constants = {"memory": encoded["memory"], "cross_cache": cross}
+        if encoded.get("condition") is not None:
+            constants["condition"] = encoded["condition"]
+        return state, constants
+
+    def call_with_cache(self, token_ids, state, index, constants):
+        """One decoding step, the ``next`` function of :mod:`mtl_report.samplers`:
+        ``token_ids`` ``(batch, 1)`` at position ``index`` → ``(logits (batch, vocab),
+        state)``."""
+        return self._decoder().step(
+            token_ids,
+            constants["memory"],
+            state,
+            constants["cross_cache"],
+            index,
+            constants.get("condition"),
+        )
+
+    def _decoder(self) -> ReportDecoder:
+        if self.parts.report_decoder is None:
+            raise ValueError("this model has no report head (preset without the text task)")
+        return self.parts.report_decoder
 
     def learned_task_weights(self) -> dict[str, float] | None:
         """``exp(-s_t)`` per task for ``mtl_uw`` (what the model learned), else None."""
