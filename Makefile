@@ -33,7 +33,7 @@ demo: $(VENV)/.stamp-runtime
 
 test: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15
 
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check .

@@ -28,10 +28,6 @@ from preprocessing.errors import DataError
 from preprocessing.io import load_prepared
 from preprocessing.synthetic_classes import prepare_synthetic_classes
 
-# The trained-run fixtures are built per process: one worker runs this module
-# (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("classify")
-
 TINY_MODEL = dict(TINY_RADGEN, max_report_length=32)
 TINY_TRAIN = dict(epochs=1, batch_size=8, unfreeze_schedule=((0, 1.0),), warmup_epochs=0.5)
 

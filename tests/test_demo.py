@@ -16,10 +16,6 @@ import pytest
 from mtl_report.cli import main
 from mtl_report.demo import DemoConfig, run_demo
 
-# The demo fixture is built per process: one worker runs this module
-# (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("demo")
-
 TINY = DemoConfig(
     studies=100,
     epochs=1,

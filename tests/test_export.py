@@ -35,10 +35,6 @@ from mtl_report.export import (
 )
 from preprocessing.schema import VITALS
 
-# The serving fixtures (one trained run, its SavedModel) are built per process: one
-# worker runs these modules (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("serving")
-
 #: ED data of the test requests: abbreviations, °C typed as °F, implausible and missing
 #: vitals, diastolic above systolic, unseen categories, punctuation and case.
 STUDIES = [

@@ -35,10 +35,6 @@ from mtl_report.inputs import decode_image, image_dimensions, image_from_array, 
 from preprocessing.errors import DataError
 from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, verify_image, verify_images
 
-# The serving fixtures (one trained run, its SavedModel) are built per process: one
-# worker runs these modules (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("serving")
-
 DECLARING = {
     "png": png_declaring,
     "jpeg": jpeg_declaring,

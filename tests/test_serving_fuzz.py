@@ -37,10 +37,6 @@ from mtl_report.export import PIXELS_SIGNATURE, SERVING_DEFAULT
 from preprocessing.images import MIN_IMAGE_SIDE
 from preprocessing.schema import VITALS
 
-# The serving fixtures (one trained run, its SavedModel) are built per process: one
-# worker runs these modules (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("serving")
-
 FUZZ = settings(
     max_examples=30,
     deadline=None,

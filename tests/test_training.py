@@ -17,10 +17,6 @@ import pytest
 from mtl_report.config import ModelConfig
 from mtl_report.run import Run
 
-# The trained-run fixtures are built per process: one worker runs this module
-# (make test: pytest --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("training")
-
 SMALL = dict(image_size=64, hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=24)
 REPO = Path(__file__).resolve().parent.parent
 
