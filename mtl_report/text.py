@@ -311,7 +311,10 @@ class ReportTokenizer:
         """
         vocab = self._check_fitted()
         if self._vocab_tensor is None:
-            self._vocab_tensor = tf.constant(vocab, dtype=tf.string)
+            # Made eagerly even when the first call is being traced: a constant cached from
+            # inside a tf.function graph cannot be used by any later call outside it.
+            with tf.init_scope():
+                self._vocab_tensor = tf.constant(vocab, dtype=tf.string)
         ids = tf.convert_to_tensor(token_ids)
         if not ids.dtype.is_integer:
             raise TypeError(f"token_ids must be integers, got {ids.dtype}")

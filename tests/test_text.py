@@ -274,3 +274,12 @@ def test_iu_round_trip_of_in_vocabulary_reports(iu):
     assert graph == decoded
     # Reports longer than 60 tokens are cut (and counted): about a fifth of IU X-ray.
     assert 0 < tok.count_truncated(val) < len(val) // 2
+
+
+def test_detokenize_graph_traced_first_then_eager():
+    """The vocabulary constant cached by a first call inside a trace serves eager calls."""
+    fresh = ReportTokenizer(max_length=8, min_count=1).fit(["the heart is normal ."])
+    ids = fresh.encode(["the heart is normal ."])
+    traced = tf.function(fresh.detokenize_graph)(tf.constant(ids)).numpy()[0].decode()
+    assert fresh.detokenize_graph(tf.constant(ids)).numpy()[0].decode() == traced
+    assert traced == "the heart is normal ."
