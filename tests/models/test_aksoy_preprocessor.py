@@ -16,16 +16,10 @@ from mtl_report.models.aksoy import (
     raw_ed_columns,
     word_vocabulary,
 )
-from preprocessing.cleaning import (
-    CleaningConfig,
-    clean_vitals,
-    ethnicity_group,
-    fit_cleaning,
-    load_abbreviations,
-    normalise_gender,
-    normalise_text,
-)
-from preprocessing.schema import TEXT_FEATURES, VITALS
+from preprocessing.assemble import clean_features
+from preprocessing.cleaning import CleaningConfig, fit_cleaning
+from preprocessing.cohort import CohortLog
+from preprocessing.schema import VITALS
 
 #: Raw ED data with abbreviations, °C typed as °F, implausible and missing vitals,
 #: diastolic above systolic, unseen categories, punctuation and case.
@@ -57,25 +51,11 @@ STUDIES = [
 ]
 
 
-def _prepare(records: pd.DataFrame, abbreviations) -> pd.DataFrame:
-    """What ``prepare`` writes for these records (preprocessing.assemble.clean_features)."""
-    out = records.copy()
-    out[list(VITALS)] = clean_vitals(out)[0]
-    out["gender"] = normalise_gender(out["gender"])
-    out["ethnicity"] = ethnicity_group(out["ethnicity"])
-    for col in TEXT_FEATURES:
-        out[col] = normalise_text(
-            out[col].astype("string").fillna("").astype(object), abbreviations
-        )
-    return out
-
-
 @pytest.fixture(scope="module")
 def fitted():
-    abbreviations = load_abbreviations()
-    raw = pd.DataFrame(STUDIES).reindex(columns=list(ED_FIELDS))
-    prepared = _prepare(raw, abbreviations)
-    prepared["acuity"] = np.nan
+    raw = pd.DataFrame(STUDIES).reindex(columns=[*ED_FIELDS, "acuity"])
+    # what `prepare` writes for these records
+    prepared = clean_features(raw, CleaningConfig(), CohortLog("test"))
     cleaning = fit_cleaning(prepared, CleaningConfig())
     vocabularies = feature_vocabularies(prepared, cleaning, 50)
     layer = AksoyPreprocessor.from_cleaning(cleaning, vocabularies, text_length=8)
