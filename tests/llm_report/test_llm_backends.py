@@ -229,3 +229,23 @@ def test_the_study_deadline_bounds_attempts_and_waits():
         elapsed = time.monotonic() - start
     assert err.value.kind == "budget" and elapsed < 0.8
     assert len(server.requests) == 1 and sleeps == []
+
+
+def test_offline_model_loads_without_weight_repacking_by_default():
+    """llama.cpp's AMX weight repacking segfaults on the first decode (llama-cpp-python
+    0.3.36 on Sapphire Rapids): the default load turns repacking off, and the library's own
+    default parameters are restored afterwards."""
+    llama_module = pytest.importorskip("llama_cpp.llama")
+    from mtl_report.llm_report.backends import _weight_repacking
+
+    native = llama_module.llama_cpp.llama_model_default_params
+    if not hasattr(native(), "use_extra_bufts"):
+        pytest.skip("this llama-cpp-python has no weight repacking switch")
+    for enabled in (False, True):
+        with _weight_repacking(enabled):
+            assert llama_module.llama_cpp.llama_model_default_params().use_extra_bufts is enabled
+        assert llama_module.llama_cpp.llama_model_default_params is native
+    with pytest.raises(RuntimeError), _weight_repacking(False):
+        raise RuntimeError("a failed load")
+    assert llama_module.llama_cpp.llama_model_default_params is native
+    assert LlamaCppChat.__init__.__defaults__[-1] is False  # repack_weights
