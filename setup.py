@@ -23,11 +23,9 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(
-        include=["mtl_report", "mtl_report.*", "preprocessing", "preprocessing.*"]
-    ),
+    packages=find_packages(include=["mtl_report", "mtl_report.*"]),
     package_data={
-        "preprocessing": ["data/*.tsv", "data/*.json"],
+        "mtl_report.data": ["resources/*.tsv", "resources/*.json"],
         "mtl_report.metrics": ["data/*.json"],
         "mtl_report.llm_report": ["templates/*.txt", "templates/*.md"],
     },

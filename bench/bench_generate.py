@@ -62,8 +62,8 @@ def _throughput(times: list[float], batch: int) -> float:
 
 def make_run(root: Path) -> Path:
     from mtl_report.config import ModelConfig
+    from mtl_report.data.synthetic import prepare_synthetic
     from mtl_report.training import train
-    from preprocessing.synthetic import prepare_synthetic
 
     prepare_synthetic(root / "data", n_studies=40, seed=0, image_size=256)
     train(
@@ -86,12 +86,12 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=1, help="beam width (1 = greedy)")
     args = parser.parse_args()
 
+    from mtl_report.data.io import load_prepared
     from mtl_report.decoding import DecodingConfig
     from mtl_report.export import export_run
     from mtl_report.inputs import load_image
     from mtl_report.predict import ReportPredictor
     from mtl_report.run import Run
-    from preprocessing.io import load_prepared
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_generate_"))
     run_dir = args.run or make_run(tmp)

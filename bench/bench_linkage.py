@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from preprocessing.assemble import clean_features, finalise_records, with_record_columns
-from preprocessing.cohort import CohortLog
-from preprocessing.mimic import MimicPrepConfig, MimicTables, link_mimic
-from preprocessing.schema import finding_columns
-from preprocessing.splits import balanced_subset
-from preprocessing.synthetic import generate_tables
+from mtl_report.data.assemble import clean_features, finalise_records, with_record_columns
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.mimic import MimicPrepConfig, MimicTables, link_mimic
+from mtl_report.data.schema import finding_columns
+from mtl_report.data.splits import balanced_subset
+from mtl_report.data.synthetic import generate_tables
 
 FULL = {"n_subjects": 65_000, "n_studies": 228_000, "n_images": 377_000, "n_stays": 425_000}
 

@@ -201,9 +201,9 @@ class Requests:
 def make_export(root: Path) -> Path:
     """Train a tiny ``mtl_tp`` run on 16 synthetic studies and export it."""
     from mtl_report.config import ModelConfig
+    from mtl_report.data.synthetic import prepare_synthetic
     from mtl_report.export import export_run
     from mtl_report.training import train
-    from preprocessing.synthetic import prepare_synthetic
 
     prepare_synthetic(root / "data", n_studies=16, seed=0, image_size=96)
     train(

@@ -32,7 +32,7 @@ from mtl_report.config import ModelConfig
 from mtl_report.models.aksoy import ED_FIELDS, AksoyPreprocessor, build_aksoy_model
 from mtl_report.models.backbones import build_backbone
 from mtl_report.presets import get_preset
-from preprocessing.schema import VITALS
+from mtl_report.data.schema import VITALS
 
 
 def synthetic_batch_source(n: int, vocab: int, seed: int = 0):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mtl_report.data.cleaning import cumulative_encoding
 from mtl_report.evaluate import Predictions, standardized_references
-from preprocessing.cleaning import cumulative_encoding
 
 
 def _majority_level(train: pd.DataFrame) -> float:

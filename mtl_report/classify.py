@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 
 from mtl_report.config import ConfigError, _from_dict
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import PreparedDataset, load_prepared
 from mtl_report.linear_baselines import (
     PIXEL_SIZE,
     has_sources,
@@ -61,8 +63,6 @@ from mtl_report.metrics.classification import (
     score_predictions,
 )
 from mtl_report.models.radgen import DEFAULT_CLASSES, RadGenConfig
-from preprocessing.errors import DataError
-from preprocessing.io import PreparedDataset, load_prepared
 
 log = logging.getLogger(__name__)
 

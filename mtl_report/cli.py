@@ -51,7 +51,7 @@ def _progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], Non
 # prepare
 # --------------------------------------------------------------------------------------
 def _cleaning_config(args: argparse.Namespace):
-    from preprocessing.cleaning import CleaningConfig
+    from mtl_report.data.cleaning import CleaningConfig
 
     kwargs = {"uncertain": args.uncertain, "abbreviation_files": tuple(args.abbreviations or ())}
     if args.findings:
@@ -60,13 +60,13 @@ def _cleaning_config(args: argparse.Namespace):
 
 
 def _print_dataset(out: Path) -> None:
-    from preprocessing.summary import dataset_summary
+    from mtl_report.data.summary import dataset_summary
 
     print(dataset_summary(out))
 
 
 def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
-    from preprocessing.synthetic import prepare_synthetic
+    from mtl_report.data.synthetic import prepare_synthetic
 
     prepare_synthetic(
         args.out,
@@ -81,7 +81,7 @@ def cmd_prepare_synthetic(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_mimic(args: argparse.Namespace) -> int:
-    from preprocessing.mimic import MimicPrepConfig, prepare_mimic
+    from mtl_report.data.mimic import MimicPrepConfig, prepare_mimic
 
     config = MimicPrepConfig(
         window_hours=args.window_hours,
@@ -104,7 +104,7 @@ def cmd_prepare_mimic(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_iu_xray(args: argparse.Namespace) -> int:
-    from preprocessing.iu_xray import prepare_iu_xray
+    from mtl_report.data.iu_xray import prepare_iu_xray
 
     if not args.csv and not args.annotation:
         raise CLIError("prepare iu-xray needs --csv FILE or --annotation annotation.json")
@@ -126,7 +126,7 @@ def cmd_prepare_iu_xray(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_images(args: argparse.Namespace) -> int:
-    from preprocessing.image_table import prepare_image_table
+    from mtl_report.data.image_table import prepare_image_table
 
     prepare_image_table(
         args.csv,
@@ -416,7 +416,7 @@ def _parse_vitals(pairs: Sequence[str]) -> dict:
     """
     import math
 
-    from preprocessing.schema import VITALS
+    from mtl_report.data.schema import VITALS
 
     out: dict[str, float] = {}
     for pair in pairs or ():
@@ -449,7 +449,7 @@ def _check_generate_args(args: argparse.Namespace) -> dict:
         CLIError: a bad vital, text, image path, decoding setting or --explain path.
     """
     # The longest free text accepted: the bound normalisation cuts to anyway.
-    from preprocessing.cleaning import MAX_TEXT_CHARS
+    from mtl_report.data.cleaning import MAX_TEXT_CHARS
 
     study: dict = _parse_vitals(args.vitals)
     for flag, text, key in (
@@ -493,9 +493,9 @@ def _check_generate_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from mtl_report.data.schema import VITALS
     from mtl_report.predict import ReportPredictor, ignored_vitals
     from mtl_report.run import Run
-    from preprocessing.schema import VITALS
 
     study = _check_generate_args(args)
     run = Run.read(args.run)
@@ -556,7 +556,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 # classify (RadGen three-class fusion classifier) and prepare synthetic-classes
 # --------------------------------------------------------------------------------------
 def cmd_prepare_synthetic_classes(args: argparse.Namespace) -> int:
-    from preprocessing.synthetic_classes import prepare_synthetic_classes
+    from mtl_report.data.synthetic.classes import prepare_synthetic_classes
 
     prepare_synthetic_classes(
         args.out,
@@ -623,7 +623,7 @@ def _check_classify_out(args: argparse.Namespace) -> None:
     """``classify --out``: a run / cv / baselines folder or a SavedModel of its own kind;
     for ``evaluate`` a metrics file (never a directory, never an input)."""
     from mtl_report import outputs
-    from preprocessing.outputs import check_not_input
+    from mtl_report.data.outputs import check_not_input
 
     if args.out is None:
         return
@@ -1139,7 +1139,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=(
             "largest request image (width x height) decoded; larger ones are refused from "
-            "the header, before decoding (default: preprocessing.images.MAX_IMAGE_PIXELS, "
+            "the header, before decoding (default: mtl_report.data.images.MAX_IMAGE_PIXELS, "
             "50 megapixels)"
         ),
     )
@@ -1230,7 +1230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from mtl_report.config import ConfigError
-    from preprocessing.errors import DataError
+    from mtl_report.data.errors import DataError
 
     try:
         _check_utf8_arguments(args)

@@ -29,11 +29,11 @@ import pandas as pd
 
 from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
+from mtl_report.data.io import load_prepared
 from mtl_report.evaluate import predict_split, read_predictions, score_predictions, score_run
 from mtl_report.presets import DEFAULT_COMPARISON, expand
 from mtl_report.run import MODEL_FILE, Run, run_finished
 from mtl_report.training import prepare_features, train
-from preprocessing.io import load_prepared
 
 TEXT_KEYS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "bertscore_f1")
 CE_KEYS = ("precision", "recall", "f1")
@@ -212,7 +212,7 @@ def _findings_run(out: Path, names: Sequence[str]) -> Path:
     """The run whose findings head feeds the LLM rows (seed 0): MTL-TP (the paper's
     prioritised set-up, the one the demo exports), else the first other multi-task set-up,
     else ``stl_findings``."""
-    from preprocessing.errors import DataError
+    from mtl_report.data.errors import DataError
 
     candidates = (
         [n for n in names if n == "mtl_tp"]

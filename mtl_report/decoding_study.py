@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from mtl_report.data.io import PreparedDataset
 from mtl_report.decoding import DecodingConfig
 from mtl_report.evaluate import predict_split, standardized_references
 from mtl_report.run import Run
-from preprocessing.io import PreparedDataset
 
 #: The settings compared by default: the paper's plain greedy decoding, greedy with
 #: trigram blocking (the package default) and beam search with blocking.

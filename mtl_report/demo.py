@@ -19,8 +19,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mtl_report.data.errors import DataError
 from mtl_report.presets import DEFAULT_COMPARISON
-from preprocessing.errors import DataError
 
 
 @dataclass
@@ -113,8 +113,8 @@ def run_demo(
     """
     from mtl_report.compare import compare
     from mtl_report.config import ModelConfig
-    from preprocessing.summary import dataset_summary
-    from preprocessing.synthetic import prepare_synthetic
+    from mtl_report.data.summary import dataset_summary
+    from mtl_report.data.synthetic import prepare_synthetic
 
     config = config or DemoConfig()
     if config.studies < 100:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import PreparedDataset, load_prepared
 from mtl_report.decoding import DecodingConfig, ReportGenerator
 from mtl_report.run import Run
-from preprocessing.errors import DataError
-from preprocessing.io import PreparedDataset, load_prepared
 
 SPECIAL_WORDS = ("[START]", "[END]")
 

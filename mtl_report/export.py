@@ -14,7 +14,7 @@ tensorflow-text, no XLA-only ops, no ``py_function``):
   typed as °F converted, diastolic ≥ systolic dropped, min-max scaled with the train-split
   statistics; gender / ethnicity grouped and looked up in the train vocabulary; chief
   complaint / ICD title lower-cased, abbreviations expanded from the run's table,
-  punctuation stripped (an RE2 transcription of :func:`preprocessing.cleaning.normalise_text`
+  punctuation stripped (an RE2 transcription of :func:`mtl_report.data.cleaning.normalise_text`
   with the same single-pass semantics) and turned into word ids;
 - frozen backbone (weights from ``backbone.weights.h5``) or the fine-tuned one;
 - cached greedy or beam decoding (:class:`~mtl_report.decoding.ReportGenerator`) and
@@ -56,14 +56,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from mtl_report.data.cleaning import N_ACUITY_LEVELS
+from mtl_report.data.errors import DataError
+from mtl_report.data.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from mtl_report.data.outputs import clean_stale, tmp_prefix
+from mtl_report.data.schema import VITALS
 from mtl_report.decoding import DecodingConfig
 from mtl_report.layers.heads import level_probabilities, levels_from_cumulative
 from mtl_report.models.aksoy import ED_FIELDS
-from preprocessing.cleaning import N_ACUITY_LEVELS
-from preprocessing.errors import DataError
-from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
-from preprocessing.outputs import clean_stale, tmp_prefix
-from preprocessing.schema import VITALS
 
 SERVING_DEFAULT = "serving_default"
 PIXELS_SIGNATURE = "generate_from_pixels"
@@ -405,7 +405,7 @@ def export_run(
         verbose: let Keras print the exported endpoints.
         max_pixels: largest request image (width × height) the graph decodes, checked
             from the header first; larger ones fail with ``INVALID_ARGUMENT`` naming the
-            batch index. Default :data:`preprocessing.images.MAX_IMAGE_PIXELS` (50 MP).
+            batch index. Default :data:`mtl_report.data.images.MAX_IMAGE_PIXELS` (50 MP).
 
     Returns:
         :class:`ExportResult`.

@@ -41,8 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mtl_report.data.errors import DataError
 from mtl_report.inputs import IMAGE_PIPELINE_VERSION, read_image
-from preprocessing.errors import DataError
 
 INDEX_FILE = "file_index.json"
 MANIFEST_FILE = "manifest.json"

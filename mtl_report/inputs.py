@@ -44,15 +44,15 @@ pipeline does not re-verify each file in Python. It checks the bytes in the grap
 end: this catches empty, foreign and truncated files), and a failing file stops the
 pipeline with an ``InvalidArgumentError`` whose message names the file. Missing files are
 listed before the pipeline is built. :func:`load_image` (inference) raises
-:class:`~preprocessing.errors.DataError` naming the file.
+:class:`~mtl_report.data.errors.DataError` naming the file.
 
 Size limits (decompression bombs). A 438 KB PNG can declare 20000×20000 pixels and take
 ~9 GB and 23 s to decode. :func:`decode_image` therefore reads width and height from the
 header first (PNG ``IHDR``, ``tf.io.extract_jpeg_shape``, the BMP and GIF headers) and
 refuses, before any decoding, an image with more than ``max_pixels`` pixels (default
-:data:`~preprocessing.images.MAX_IMAGE_PIXELS`, 50 MP; ``mtl-report export --max-pixels``
+:data:`~mtl_report.data.images.MAX_IMAGE_PIXELS`, 50 MP; ``mtl-report export --max-pixels``
 for a SavedModel) or with a side under ``min_side`` (default
-:data:`~preprocessing.images.MIN_IMAGE_SIDE`, 32: a 1×1 image is not a radiograph and
+:data:`~mtl_report.data.images.MIN_IMAGE_SIDE`, 32: a 1×1 image is not a radiograph and
 must not get a fluent report). Both limits are the constants ``prepare`` checks with
 Pillow, so a prepared dataset never holds an image that training would refuse.
 
@@ -76,10 +76,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from preprocessing.cleaning import cumulative_encoding
-from preprocessing.errors import DataError
-from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
-from preprocessing.io import PreparedDataset
+from mtl_report.data.cleaning import cumulative_encoding
+from mtl_report.data.errors import DataError
+from mtl_report.data.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+from mtl_report.data.io import PreparedDataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from mtl_report.feature_cache import FeatureCache
@@ -458,7 +458,7 @@ def load_image(
     Raises:
         DataError: naming the file when it is missing, cannot be decoded, or is outside
             the size limits (more than ``max_pixels`` pixels, a side under
-            :data:`~preprocessing.images.MIN_IMAGE_SIDE`).
+            :data:`~mtl_report.data.images.MIN_IMAGE_SIDE`).
     """
     path = Path(path)
     if not path.is_file():

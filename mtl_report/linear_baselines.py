@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_report.data.errors import DataError
 from mtl_report.metrics.classification import (
     classification_metrics,
     prediction_table,
     score_predictions,
 )
-from preprocessing.errors import DataError
 
 PIXEL_SIZE = 64
 N_COMPONENTS = 128

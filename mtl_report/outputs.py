@@ -1,6 +1,6 @@
 """What each command's own output directory looks like, and the check every ``--out`` gets.
 
-The rules (:mod:`preprocessing.outputs`): an output that is, or contains, one of the
+The rules (:mod:`mtl_report.data.outputs`): an output that is, or contains, one of the
 command's inputs is refused; a non-empty output must be this command's own kind of output
 (the markers below, named in the error); an output under a file or in an unwritable place
 gets a one-line reason. Each command keeps reusing its own output as before: ``compare``
@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from preprocessing.outputs import OutputKind, PathLike, check_output_dir
+from mtl_report.data.outputs import OutputKind, PathLike, check_output_dir
 
 # A run directory: config.json is written before the first epoch; vocabularies.json and
 # tokenizer/ before it (a run killed while caching features has only those).
@@ -77,5 +77,5 @@ def path_inputs(*values: PathLike | Iterable[PathLike] | None) -> list[PathLike]
 
 
 def check_out(out: PathLike, kind: OutputKind, *inputs, flag: str = "--out") -> str:
-    """:func:`preprocessing.outputs.check_output_dir` with the inputs filtered to paths."""
+    """:func:`mtl_report.data.outputs.check_output_dir` with the inputs filtered to paths."""
     return check_output_dir(out, kind, path_inputs(*inputs), flag)

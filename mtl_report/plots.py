@@ -784,7 +784,7 @@ def plot_cohort_funnel(
     """The cohort funnel: studies left after each preparation step, with what it dropped.
 
     Args:
-        log: a :class:`preprocessing.cohort.CohortLog`, its ``to_dict()``, a
+        log: a :class:`mtl_report.data.cohort.CohortLog`, its ``to_dict()``, a
             ``cohort_log.json`` path or a prepared dataset directory.
         title: axes title (default ``"Cohort (<source>)"``).
         path: PNG file to write.

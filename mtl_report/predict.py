@@ -36,7 +36,7 @@ def ignored_vitals(vitals: Mapping[str, float], cleaning: Mapping) -> list[str]:
     """The vitals that a run's cleaning transform will treat as missing, one phrase each
     (``"heartrate=900 (plausible 20-300)"``); empty when all are used.
 
-    Decided by :func:`preprocessing.cleaning.clean_vitals` itself (the rules the serving
+    Decided by :func:`mtl_report.data.cleaning.clean_vitals` itself (the rules the serving
     graph repeats) with the run's ranges from ``cleaning.json``: non-finite values, values
     outside the plausible range (after a 30-45 temperature is read as °C and converted),
     and a diastolic pressure not below the systolic one. Why: the model masks a missing
@@ -45,7 +45,7 @@ def ignored_vitals(vitals: Mapping[str, float], cleaning: Mapping) -> list[str]:
     """
     import pandas as pd
 
-    from preprocessing.cleaning import DEFAULT_VITAL_RANGES, clean_vitals
+    from mtl_report.data.cleaning import DEFAULT_VITAL_RANGES, clean_vitals
 
     ranges = {k: tuple(r) for k, r in cleaning.get("vital_ranges", DEFAULT_VITAL_RANGES).items()}
     celsius = bool(cleaning.get("convert_celsius", True))
@@ -70,8 +70,8 @@ def raw_ed_tensors(studies: list[Mapping]) -> dict[str, tf.Tensor]:
     float32 (missing → NaN) and the four strings (missing → ``""``)."""
     import tensorflow as tf
 
+    from mtl_report.data.schema import VITALS
     from mtl_report.models.aksoy import raw_ed_columns
-    from preprocessing.schema import VITALS
 
     columns = raw_ed_columns(studies)
     return {k: tf.constant(v, tf.float32 if k in VITALS else tf.string) for k, v in columns.items()}
@@ -129,7 +129,7 @@ class ReportPredictor:
         """
         import tensorflow as tf
 
-        from preprocessing.errors import DataError
+        from mtl_report.data.errors import DataError
 
         path = Path(path)
         if not path.is_file():

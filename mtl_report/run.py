@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtl_report.config import ModelConfig, TrainConfig
-from preprocessing.errors import DataError
+from mtl_report.data.errors import DataError
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocabularies.json"

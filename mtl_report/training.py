@@ -32,6 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.config import ConfigError, ModelConfig, TrainConfig
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import PreparedDataset, load_prepared
 from mtl_report.presets import get_preset
 from mtl_report.run import (
     BACKBONE_FILE,
@@ -49,8 +51,6 @@ from mtl_report.run import (
     write_run_config,
 )
 from mtl_report.schedules import LinearWarmup
-from preprocessing.errors import DataError
-from preprocessing.io import PreparedDataset, load_prepared
 
 log = logging.getLogger(__name__)
 

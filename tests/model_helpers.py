@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mtl_report.data.schema import VITALS
 from mtl_report.models.aksoy import AksoyPreprocessor
-from preprocessing.schema import VITALS
 
 #: As a run's ``vocabularies.json``.
 VOCABS = {

@@ -55,8 +55,8 @@ class ServingSession:
 def train_tiny_run(root: Path) -> Path:
     """A one-epoch ``mtl_tp`` run of :data:`SMALL` on 16 synthetic studies."""
     from mtl_report.config import ModelConfig
+    from mtl_report.data.synthetic import prepare_synthetic
     from mtl_report.training import train
-    from preprocessing.synthetic import prepare_synthetic
 
     prepare_synthetic(root / "data", n_studies=16, seed=0, image_size=96)
     train(
@@ -74,7 +74,7 @@ def train_tiny_run(root: Path) -> Path:
 
 def tabular(n: int, values: Mapping | None = None) -> dict[str, np.ndarray]:
     """ED inputs of ``n`` instances: all missing unless ``values`` gives lists."""
-    from preprocessing.schema import VITALS
+    from mtl_report.data.schema import VITALS
 
     values = dict(values or {})
     out = {v: np.asarray(values.get(v, [math.nan] * n), np.float32) for v in VITALS}

@@ -23,10 +23,10 @@ from mtl_report.classify import (
 )
 from mtl_report.cli import main
 from mtl_report.config import ConfigError
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import load_prepared
+from mtl_report.data.synthetic.classes import prepare_synthetic_classes
 from mtl_report.models.radgen import RadGenConfig
-from preprocessing.errors import DataError
-from preprocessing.io import load_prepared
-from preprocessing.synthetic_classes import prepare_synthetic_classes
 
 TINY_MODEL = dict(TINY_RADGEN, max_report_length=32)
 TINY_TRAIN = dict(epochs=1, batch_size=8, unfreeze_schedule=((0, 1.0),), warmup_epochs=0.5)
@@ -215,7 +215,7 @@ def test_export_serves_bytes_and_text(trained, synth, tmp_path):
 
 def test_report_free_mode_on_real_images(shared_data, tmp_path):
     """The pneumonia sample (no reports) trains the gated model's image path."""
-    from preprocessing.image_table import prepare_image_table
+    from mtl_report.data.image_table import prepare_image_table
 
     table = pd.read_csv(shared_data / "pneumonia_sample" / "labels.csv")
     table = table.drop_duplicates("image").groupby("label").head(6)

@@ -87,7 +87,7 @@ def test_errors_are_one_line_with_exit_2(argv, message, tmp_path, monkeypatch, c
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from preprocessing.errors import DataError
+    from mtl_report.data.errors import DataError
 
     with pytest.raises(DataError):
         main(["--debug", "train", "--data", "nothing", "--out", "r"])
@@ -209,7 +209,7 @@ def test_out_under_a_file_and_permission_errors_are_one_line(tmp_path, monkeypat
     assert main(["prepare", "synthetic-classes", "--out", "afile/ds", "--quiet"]) == 2
     assert "afile is a file, not a directory" in _error(capsys)
 
-    import preprocessing.image_table as image_table
+    import mtl_report.data.image_table as image_table
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/data/labels.csv")
@@ -234,9 +234,9 @@ def test_non_utf8_arguments_are_named(tmp_path, monkeypatch, capsys):
 def test_train_on_a_dataset_without_train_studies_leaves_no_run_dir(tmp_path, capsys):
     import pandas as pd
 
-    from preprocessing.cohort import CohortLog
-    from preprocessing.io import write_prepared
-    from preprocessing.schema import RECORD_COLUMNS
+    from mtl_report.data.cohort import CohortLog
+    from mtl_report.data.io import write_prepared
+    from mtl_report.data.schema import RECORD_COLUMNS
 
     data = tmp_path / "data"
     data.mkdir()

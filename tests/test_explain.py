@@ -10,6 +10,7 @@ import tensorflow as tf
 from model_helpers import PREPROCESSOR, SIZES, VOCABS
 
 from mtl_report.config import ModelConfig
+from mtl_report.data.schema import VITALS
 from mtl_report.explain import (
     Explanation,
     attention_layers,
@@ -23,7 +24,6 @@ from mtl_report.layers.unified_data import TOKEN_NAMES
 from mtl_report.models.aksoy import build_aksoy_model
 from mtl_report.presets import get_preset
 from mtl_report.text import ReportTokenizer
-from preprocessing.schema import VITALS
 
 GRID = (4, 4)
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
@@ -157,6 +157,7 @@ def untrained_run(tmp_path_factory, tokenizer):
     training: enough for the inference path, which only reads the directory."""
     import json
 
+    from mtl_report.data.schema import VITALS
     from mtl_report.models.backbones import build_backbone, feature_shape
     from mtl_report.run import (
         BACKBONE_FILE,
@@ -166,7 +167,6 @@ def untrained_run(tmp_path_factory, tokenizer):
         VOCAB_FILE,
         write_run_config,
     )
-    from preprocessing.schema import VITALS
 
     run = tmp_path_factory.mktemp("explain") / "run"
     run.mkdir()

@@ -27,13 +27,13 @@ import pytest
 import tensorflow as tf
 from serving_helpers import STRINGS
 
+from mtl_report.data.schema import VITALS
 from mtl_report.export import (
     PIXELS_SIGNATURE,
     SERVING_DEFAULT,
     WARMUP_FILE,
     prediction_log_bytes,
 )
-from preprocessing.schema import VITALS
 
 #: ED data of the test requests: abbreviations, °C typed as °F, implausible and missing
 #: vitals, diastolic above systolic, unseen categories, punctuation and case.
@@ -496,8 +496,8 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
 
 
 def test_overwrite_never_replaces_a_folder_that_is_not_an_exported_version(run_dir, tmp_path):
+    from mtl_report.data.errors import DataError
     from mtl_report.export import export_run
-    from preprocessing.errors import DataError
 
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "notes.txt").write_text("mine")

@@ -16,15 +16,15 @@ import tensorflow as tf
 from PIL import Image
 
 import mtl_report.feature_cache as fc
+from mtl_report.data.cleaning import CleaningConfig, fit_cleaning
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import load_prepared, write_prepared
+from mtl_report.data.schema import DEFAULT_FINDINGS, RECORD_COLUMNS, finding_columns
 from mtl_report.feature_cache import FeatureCache, MissingFeaturesError, weights_fingerprint
 from mtl_report.inputs import make_dataset, read_image
 from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
 from mtl_report.text import ReportTokenizer
-from preprocessing.cleaning import CleaningConfig, fit_cleaning
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.io import load_prepared, write_prepared
-from preprocessing.schema import DEFAULT_FINDINGS, RECORD_COLUMNS, finding_columns
 
 S = 64  # EfficientNetB0 at 64 px: a 2 × 2 grid of 1280 channels
 

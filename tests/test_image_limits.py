@@ -30,10 +30,10 @@ from serving_helpers import (
     xray,
 )
 
+from mtl_report.data.errors import DataError
+from mtl_report.data.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, verify_image, verify_images
 from mtl_report.export import INFO_ASSET, PIXELS_SIGNATURE, SERVING_DEFAULT
 from mtl_report.inputs import decode_image, image_dimensions, image_from_array, load_image
-from preprocessing.errors import DataError
-from preprocessing.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, verify_image, verify_images
 
 DECLARING = {
     "png": png_declaring,
@@ -178,7 +178,7 @@ def test_verify_image_statuses_from_the_header(tmp_path):
 
 
 def test_prepare_images_counts_too_large_and_too_small(tmp_path):
-    from preprocessing.image_table import prepare_image_table
+    from mtl_report.data.image_table import prepare_image_table
 
     rows = []
     for i in range(8):

@@ -12,6 +12,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from mtl_report.data.cleaning import CleaningConfig, fit_cleaning, scaled_vitals
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import load_prepared, write_prepared
+from mtl_report.data.schema import DEFAULT_FINDINGS, RECORD_COLUMNS, VITALS, finding_columns
 from mtl_report.inputs import (
     decode_image,
     image_bytes_ok,
@@ -23,11 +28,6 @@ from mtl_report.inputs import (
 )
 from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
 from mtl_report.text import ReportTokenizer
-from preprocessing.cleaning import CleaningConfig, fit_cleaning, scaled_vitals
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.io import load_prepared, write_prepared
-from preprocessing.schema import DEFAULT_FINDINGS, RECORD_COLUMNS, VITALS, finding_columns
 
 S = 32  # image side used in these tests
 FINDINGS = finding_columns(DEFAULT_FINDINGS)

@@ -277,7 +277,7 @@ COHORT = {
 
 
 def test_cohort_funnel_from_log_dict_and_file(tmp_path):
-    from preprocessing.cohort import CohortLog
+    from mtl_report.data.cohort import CohortLog
 
     log = CohortLog.from_dict(COHORT)
     for source in (log, COHORT, tmp_path):

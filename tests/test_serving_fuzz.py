@@ -33,9 +33,9 @@ from serving_helpers import (
     xray,
 )
 
+from mtl_report.data.images import MIN_IMAGE_SIDE
+from mtl_report.data.schema import VITALS
 from mtl_report.export import PIXELS_SIGNATURE, SERVING_DEFAULT
-from preprocessing.images import MIN_IMAGE_SIDE
-from preprocessing.schema import VITALS
 
 FUZZ = settings(
     max_examples=30,

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def iu_dataset(shared_data, tmp_path_factory):
-    from preprocessing.iu_xray import prepare_iu_xray
+    from mtl_report.data.iu_xray import prepare_iu_xray
 
     out = tmp_path_factory.mktemp("iu") / "data"
     prepare_iu_xray(out, csv=shared_data / "iu_xray_sample" / "train.csv", seed=0)
@@ -223,11 +223,11 @@ def test_mirrored_strategy_on_two_logical_cpus(iu_dataset, tmp_path):
 def test_text_only_reports_train_a_report_language_model(shared_data, tmp_path):
     """IU X-ray reports without images: the decoder learns the real report language from
     the indication alone; such a run refuses to read images."""
+    from mtl_report.data.errors import DataError
+    from mtl_report.data.iu_xray import prepare_iu_xray
     from mtl_report.evaluate import evaluate
     from mtl_report.predict import ReportPredictor
     from mtl_report.training import train
-    from preprocessing.errors import DataError
-    from preprocessing.iu_xray import prepare_iu_xray
 
     data = tmp_path / "iu_text"
     prepare_iu_xray(
@@ -342,8 +342,8 @@ def test_history_csv_keeps_the_last_row_of_an_epoch_logged_twice(tmp_path):
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Run.load_model fails loudly: a test using it proves its error came before."""
+    from mtl_report.data.errors import DataError
     from mtl_report.run import Run
-    from preprocessing.errors import DataError
 
     calls = []
 

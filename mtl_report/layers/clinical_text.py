@@ -2,7 +2,7 @@
 
 :class:`ClinicalTextNormalizer` is the one implementation the model sees: tf.data calls it in
 training, ``mtl-report generate`` in prediction and the SavedModel in TF Serving. Dataset
-preparation (no TensorFlow) normalises with :func:`preprocessing.cleaning.normalise_text`,
+preparation (no TensorFlow) normalises with :func:`mtl_report.data.cleaning.normalise_text`,
 whose rules this graph transcribes; a property test holds the two equal, so a prepared
 dataset's text passes through unchanged and a raw request's text is read like the training
 data.
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import keras
 import tensorflow as tf
 
-from preprocessing.cleaning import (
+from mtl_report.data.cleaning import (
     MAX_RAW_TEXT_CHARS,
     MAX_TEXT_CHARS,
     MISSING_TEXT,
@@ -59,14 +59,14 @@ def _key_pattern(key: str) -> str:
 
 
 def normalise_text_graph(text: tf.Tensor, abbreviations: Mapping[str, str]) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.normalise_text`, step for step.
+    """Graph version of :func:`mtl_report.data.cleaning.normalise_text`, step for step.
 
     ``text`` tf.string of any shape → same shape: the first
-    :data:`~preprocessing.cleaning.MAX_RAW_TEXT_CHARS` characters, lower-cased, as tokens
+    :data:`~mtl_report.data.cleaning.MAX_RAW_TEXT_CHARS` characters, lower-cased, as tokens
     with one separator (``" "`` or ``"/"``) between them, abbreviations expanded (whole
     token runs, longest first, ``/`` a separator unless part of an entry), ``/`` → space,
-    cut at a word boundary to :data:`~preprocessing.cleaning.MAX_TEXT_CHARS` characters,
-    placeholders (:data:`~preprocessing.cleaning.MISSING_TEXT`) → ``""``. Invalid UTF-8 is
+    cut at a word boundary to :data:`~mtl_report.data.cleaning.MAX_TEXT_CHARS` characters,
+    placeholders (:data:`~mtl_report.data.cleaning.MISSING_TEXT`) → ``""``. Invalid UTF-8 is
     replaced (U+FFFD), not an error.
 
     Why it is built this way: Python matches abbreviations with look-behind/look-ahead
@@ -75,7 +75,7 @@ def normalise_text_graph(text: tf.Tensor, abbreviations: Mapping[str, str]) -> t
     separator is first tripled: one copy for the boundary after a key, one for the
     boundary before the next, and one more for a key that ends in ``/`` itself (``w/``).
     One leftmost-first alternation pass (keys in the priority order of
-    :func:`~preprocessing.cleaning.prepared_abbreviations`, as in Python) marks the key
+    :func:`~mtl_report.data.cleaning.prepared_abbreviations`, as in Python) marks the key
     spans; then one pass per key, in the same order, swaps each marked span its pattern
     matches for the expansion (the first key in the order that matches a span is the one
     that marked it), so an expansion is never expanded again: ``re.sub``'s single pass.
@@ -85,7 +85,7 @@ def normalise_text_graph(text: tf.Tensor, abbreviations: Mapping[str, str]) -> t
     )
     t = tf.strings.substr(t, 0, MAX_RAW_TEXT_CHARS, unit="UTF8_CHAR")
     # tf.strings.lower stops at a NUL byte (it is a separator anyway); İ and ς as in
-    # preprocessing.cleaning._separators.
+    # mtl_report.data.cleaning._separators.
     t = tf.strings.regex_replace(t, r"\x00", " ")
     t = tf.strings.regex_replace(t, r"\x{130}", "I")
     t = tf.strings.lower(t, encoding="utf-8")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from preprocessing.cleaning import ETHNICITY_PREFIXES, GENDER_GROUPS
-from preprocessing.schema import UNKNOWN
+from mtl_report.data.cleaning import ETHNICITY_PREFIXES, GENDER_GROUPS
+from mtl_report.data.schema import UNKNOWN
 
 # Python's ``str.strip`` strips Unicode white space; RE2's ``\s`` is ASCII-only.
 _SPACE = (
@@ -23,8 +23,8 @@ def _strip_upper(values: tf.Tensor) -> tf.Tensor:
 
 
 def group_gender(values: tf.Tensor) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.normalise_gender` (``F``/``M``/
-    ``unknown``) over :data:`~preprocessing.cleaning.GENDER_GROUPS`."""
+    """Graph version of :func:`mtl_report.data.cleaning.normalise_gender` (``F``/``M``/
+    ``unknown``) over :data:`~mtl_report.data.cleaning.GENDER_GROUPS`."""
     key = _strip_upper(values)
     out = tf.fill(tf.shape(key), UNKNOWN)
     for raw, group in GENDER_GROUPS.items():
@@ -33,8 +33,8 @@ def group_gender(values: tf.Tensor) -> tf.Tensor:
 
 
 def group_ethnicity(values: tf.Tensor) -> tf.Tensor:
-    """Graph version of :func:`preprocessing.cleaning.ethnicity_group`: the first matching
-    prefix of :data:`~preprocessing.cleaning.ETHNICITY_PREFIXES` wins; idempotent."""
+    """Graph version of :func:`mtl_report.data.cleaning.ethnicity_group`: the first matching
+    prefix of :data:`~mtl_report.data.cleaning.ETHNICITY_PREFIXES` wins; idempotent."""
     key = _strip_upper(values)
     out = tf.fill(tf.shape(key), UNKNOWN)
     for prefix, group in reversed(ETHNICITY_PREFIXES):

@@ -8,16 +8,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from preprocessing.cleaning import CELSIUS_RANGE, DEFAULT_VITAL_RANGES
-from preprocessing.errors import DataError
-from preprocessing.schema import VITALS
+from mtl_report.data.cleaning import CELSIUS_RANGE, DEFAULT_VITAL_RANGES
+from mtl_report.data.errors import DataError
+from mtl_report.data.schema import VITALS
 
 
 @keras.saving.register_keras_serializable(package="mtl_report")
 class VitalSignsScaler(keras.layers.Layer):
     """Six raw vitals → the model's ``vitals`` and ``vitals_mask``, with the train statistics.
 
-    The rules of :func:`preprocessing.cleaning.clean_vitals` (the preparation applies them
+    The rules of :func:`mtl_report.data.cleaning.clean_vitals` (the preparation applies them
     to count what it drops; this layer applies them to what the model reads, so a raw
     request is cleaned like the training data): non-finite → missing, a 30–45 temperature
     read as °C and converted to °F, values outside the plausible range → missing, a
@@ -25,7 +25,7 @@ class VitalSignsScaler(keras.layers.Layer):
     the train split's statistics, clipped to [0, 1]. Computed in float64 like the pandas
     path, so prepared records give the values the preparation wrote to the last float32 bit.
 
-    Call: a dict of the six vitals (:data:`~preprocessing.schema.VITALS`), each float
+    Call: a dict of the six vitals (:data:`~mtl_report.data.schema.VITALS`), each float
     ``(n,)``, NaN = missing → ``vitals`` float32 ``(n, 6)`` (missing → 0) and
     ``vitals_mask`` float32 ``(n, 6)`` (1 = present). No weights.
 

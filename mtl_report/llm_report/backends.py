@@ -44,7 +44,7 @@ from datetime import timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from preprocessing.errors import DataError
+from mtl_report.data.errors import DataError
 
 Message = dict[str, str]
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

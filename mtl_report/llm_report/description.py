@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from preprocessing.schema import VITALS
+from mtl_report.data.schema import VITALS
 
 PRESENT, ABSENT, UNCERTAIN = "present", "absent", "uncertain"
 STATES = (PRESENT, UNCERTAIN, ABSENT)

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import PreparedDataset, load_prepared
 from mtl_report.llm_report.backends import (
     STUDY_FAILURES,
     ChatModel,
@@ -64,8 +66,6 @@ from mtl_report.llm_report.prompt import (
     report_text,
 )
 from mtl_report.llm_report.retrieval import ExampleRetriever
-from preprocessing.errors import DataError
-from preprocessing.io import PreparedDataset, load_prepared
 
 #: The ablation's prompting set-ups: (k examples or None for the configured k, chain of thought).
 VARIANTS: dict[str, tuple[int | None, bool]] = {

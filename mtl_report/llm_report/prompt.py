@@ -20,7 +20,7 @@ import string
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from preprocessing.errors import DataError
+from mtl_report.data.errors import DataError
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 Message = dict[str, str]

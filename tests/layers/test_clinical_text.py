@@ -13,7 +13,7 @@ from mtl_report.layers.clinical_text import ClinicalTextNormalizer, normalise_te
 
 
 def test_layer_contract_shapes_config_round_trip_and_tf_data():
-    from preprocessing.cleaning import load_abbreviations
+    from mtl_report.data.cleaning import load_abbreviations
 
     layer = ClinicalTextNormalizer(load_abbreviations())
     texts = tf.constant([["SOB, CP..", ""], ["N/V", "Chest pain!!!"]])
@@ -32,7 +32,7 @@ def test_layer_contract_shapes_config_round_trip_and_tf_data():
 
 
 def test_graph_text_normalisation_equals_the_pandas_path():
-    from preprocessing.cleaning import load_abbreviations, normalise_text
+    from mtl_report.data.cleaning import load_abbreviations, normalise_text
 
     abbreviations = load_abbreviations()
     texts = [
@@ -89,7 +89,7 @@ def test_graph_text_normalisation_equals_the_pandas_path():
 
 def test_graph_text_normalisation_of_the_real_ed_demo(shared_data):
     """Every real complaint and ICD title of MIMIC-IV-ED Demo 2.2, both paths equal."""
-    from preprocessing.cleaning import load_abbreviations, normalise_text
+    from mtl_report.data.cleaning import load_abbreviations, normalise_text
 
     ed = shared_data / "mimic_iv_ed_demo" / "ed"
     if not (ed / "triage.csv.gz").is_file():
@@ -107,7 +107,7 @@ def test_graph_text_normalisation_of_the_real_ed_demo(shared_data):
 @pytest.fixture(scope="module")
 def graph_normalise():
     """The graph normalisation as one traced function (one call per batch of strings)."""
-    from preprocessing.cleaning import load_abbreviations
+    from mtl_report.data.cleaning import load_abbreviations
 
     abbreviations = load_abbreviations()
     fn = tf.function(
@@ -129,7 +129,7 @@ _PIECES = st.one_of(st.text(_CHARS, max_size=6), _ENTRIES, st.sampled_from([" ",
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(texts=st.lists(st.lists(_PIECES, max_size=8).map("".join), min_size=1, max_size=40))
 def test_graph_text_normalisation_equals_python_on_random_text(graph_normalise, texts):
-    from preprocessing.cleaning import normalise_text
+    from mtl_report.data.cleaning import normalise_text
 
     abbreviations, fn = graph_normalise
     expected = normalise_text(pd.Series(texts, dtype=object), abbreviations).tolist()

@@ -27,7 +27,7 @@ def test_layer_contract_shapes_config_round_trip_and_bad_kind():
 
 
 def test_graph_categories_equal_the_pandas_path():
-    from preprocessing.cleaning import ethnicity_group, normalise_gender
+    from mtl_report.data.cleaning import ethnicity_group, normalise_gender
 
     values = ["F", "female", " m ", "W", "x", "", "MALE", "WHITE - RUSSIAN", "PORTUGUESE"]
     values += ["BLACK/AFRICAN AMERICAN", "hispanic/latino - cuban", "Asian", "unknown", "white"]

@@ -56,8 +56,8 @@ def test_acuity_decoding_exact_values_on_numpy_and_in_a_graph():
 
 
 def test_the_target_encoding_decodes_to_its_level():
-    """Training encodes acuity with preprocessing.cleaning; the heads' decoder inverts it."""
-    from preprocessing.cleaning import cumulative_encoding
+    """Training encodes acuity with mtl_report.data.cleaning; the heads' decoder inverts it."""
+    from mtl_report.data.cleaning import cumulative_encoding
 
     enc = cumulative_encoding([1, 2, 3, 4, 5])
     assert np.asarray(levels_from_cumulative(enc)).tolist() == [1, 2, 3, 4, 5]

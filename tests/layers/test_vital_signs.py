@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from mtl_report.data.cleaning import DEFAULT_VITAL_RANGES, apply_minmax, clean_vitals
+from mtl_report.data.errors import DataError
+from mtl_report.data.schema import VITALS
 from mtl_report.layers.vital_signs import VitalSignsScaler
-from preprocessing.cleaning import DEFAULT_VITAL_RANGES, apply_minmax, clean_vitals
-from preprocessing.errors import DataError
-from preprocessing.schema import VITALS
 
 MINMAX = {
     "o2sat": [80.0, 100.0],

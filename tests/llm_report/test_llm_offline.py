@@ -27,7 +27,7 @@ def offline_model():
 @pytest.mark.slow
 def test_offline_model_writes_reports_end_to_end(offline_model, shared_data, tmp_path):
     from mtl_report.cli import main
-    from preprocessing.iu_xray import prepare_iu_xray
+    from mtl_report.data.iu_xray import prepare_iu_xray
 
     data = tmp_path / "iu"
     prepare_iu_xray(

@@ -14,18 +14,18 @@ import pandas as pd
 import pytest
 from llm_fakes import FakeChat, FakeOpenAIServer, faithful_report, last_description
 
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import load_prepared
 from mtl_report.llm_report import LLMError, LLMReportConfig, llm_ablation, llm_report
 from mtl_report.llm_report.description import THRESHOLDS_FILE, DescriptionThresholds
 from mtl_report.metrics.tasks import REQUIRED_KEYS
-from preprocessing.errors import DataError
-from preprocessing.io import load_prepared
 
 LABELS = dict(findings_from="labels", limit=12)
 
 
 @pytest.fixture(scope="module")
 def iu_text(shared_data, tmp_path_factory):
-    from preprocessing.iu_xray import prepare_iu_xray
+    from mtl_report.data.iu_xray import prepare_iu_xray
 
     out = tmp_path_factory.mktemp("iu_text") / "data"
     prepare_iu_xray(
@@ -148,8 +148,8 @@ def test_run_is_required_for_findings_from_run(iu_text, tmp_path):
 @pytest.mark.slow
 def test_findings_from_a_trained_run(tmp_path):
     from mtl_report.config import ModelConfig
+    from mtl_report.data.synthetic import prepare_synthetic
     from mtl_report.training import train
-    from preprocessing.synthetic import prepare_synthetic
 
     data = tmp_path / "data"
     prepare_synthetic(data, n_studies=60, seed=0, image_size=64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mtl_report.data.errors import DataError
 from mtl_report.llm_report.prompt import (
     TEMPLATES_DIR,
     Example,
@@ -14,7 +15,6 @@ from mtl_report.llm_report.prompt import (
     repair,
     report_text,
 )
-from preprocessing.errors import DataError
 
 DESC = "Findings:\n- Pleural effusion: present\n- Atelectasis: absent"
 

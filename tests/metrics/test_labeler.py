@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtl_report.data.schema import DEFAULT_FINDINGS, finding_columns
 from mtl_report.metrics import labeler_agreement
 from mtl_report.metrics.labeler import MENTIONS_PATH, label_reports, mention_table
 from mtl_report.metrics.labeler_agreement import (
@@ -16,7 +17,6 @@ from mtl_report.metrics.labeler_agreement import (
     mesh_frame,
     mesh_labels,
 )
-from preprocessing.schema import DEFAULT_FINDINGS, finding_columns
 
 P, N, U = 1.0, 0.0, -1.0
 NA = np.nan

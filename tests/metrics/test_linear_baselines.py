@@ -12,11 +12,11 @@ import pytest
 
 from mtl_report import classify
 from mtl_report.cli import main
+from mtl_report.data.errors import DataError
+from mtl_report.data.image_table import prepare_image_table
+from mtl_report.data.io import load_prepared
 from mtl_report.linear_baselines import linear_baseline, pixel_features
 from mtl_report.metrics.classification import by_source, sensitivity_at_specificity
-from preprocessing.errors import DataError
-from preprocessing.image_table import prepare_image_table
-from preprocessing.io import load_prepared
 
 
 # ----------------------------------------------------------------------------- measures

@@ -9,9 +9,9 @@ import tensorflow as tf
 from model_helpers import FEATURE_SHAPE, PREPROCESSOR, SIZES, batch
 
 from mtl_report.config import ConfigError, ModelConfig
+from mtl_report.data.schema import VITALS
 from mtl_report.models.aksoy import ED_INPUTS, build_aksoy_model, complete_inputs
 from mtl_report.presets import PRESETS, expand, get_preset
-from preprocessing.schema import VITALS
 
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
 

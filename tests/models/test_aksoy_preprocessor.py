@@ -8,6 +8,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from mtl_report.data.assemble import clean_features
+from mtl_report.data.cleaning import CleaningConfig, fit_cleaning
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.schema import VITALS
 from mtl_report.models.aksoy import (
     ED_FIELDS,
     ED_INPUTS,
@@ -16,10 +20,6 @@ from mtl_report.models.aksoy import (
     raw_ed_columns,
     word_vocabulary,
 )
-from preprocessing.assemble import clean_features
-from preprocessing.cleaning import CleaningConfig, fit_cleaning
-from preprocessing.cohort import CohortLog
-from preprocessing.schema import VITALS
 
 #: Raw ED data with abbreviations, °C typed as °F, implausible and missing vitals,
 #: diastolic above systolic, unseen categories, punctuation and case.

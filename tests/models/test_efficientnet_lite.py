@@ -170,7 +170,7 @@ def test_partly_unfrozen_lite0_keeps_its_batch_norms_frozen():
 
 
 def test_missing_wheel_is_a_one_line_error(tmp_path, monkeypatch):
-    from preprocessing.errors import DataError
+    from mtl_report.data.errors import DataError
 
     monkeypatch.setenv("MTL_REPORT_CACHE", str(tmp_path))  # empty: no converted cache
     monkeypatch.setattr(el, "WHEEL_PACKAGE", "no_such_package_efficientnet_lite0")

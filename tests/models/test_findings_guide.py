@@ -132,11 +132,11 @@ def test_guided_model_reloads_with_identical_outputs_and_thresholds(trained, tmp
 
 
 def test_training_run_sets_the_validation_cut_offs_in_the_model(shared_data, tmp_path):
+    from mtl_report.data.io import load_prepared
+    from mtl_report.data.iu_xray import prepare_iu_xray
     from mtl_report.evaluate import predict_split
     from mtl_report.run import Run
     from mtl_report.training import train
-    from preprocessing.io import load_prepared
-    from preprocessing.iu_xray import prepare_iu_xray
 
     data = tmp_path / "data"
     prepare_iu_xray(data, csv=shared_data / "iu_xray_sample" / "train.csv", seed=0)

@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from mtl_report.data.schema import CATEGORICAL, TEXT_FEATURES, UNKNOWN, VITALS
 from mtl_report.layers.clinical_text import ClinicalTextNormalizer
 from mtl_report.layers.demographics import DemographicGrouper
 from mtl_report.layers.vital_signs import VitalSignsScaler
-from preprocessing.schema import CATEGORICAL, TEXT_FEATURES, UNKNOWN, VITALS
 
 #: The raw request fields, in signature order.
 ED_FIELDS: tuple[str, ...] = (*VITALS, *CATEGORICAL, *TEXT_FEATURES)

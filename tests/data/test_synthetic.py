@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preprocessing.cohort import CohortLog
-from preprocessing.io import load_prepared
-from preprocessing.mimic import MimicPrepConfig, link_mimic, read_mimic_tables
-from preprocessing.summary import SYNTHETIC_BANNER, dataset_summary
-from preprocessing.synthetic import (
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.io import load_prepared
+from mtl_report.data.mimic import MimicPrepConfig, link_mimic, read_mimic_tables
+from mtl_report.data.summary import SYNTHETIC_BANNER, dataset_summary
+from mtl_report.data.synthetic import (
     CXR_DIR,
     RAW_DIR,
     SYNTHETIC_MARK,
@@ -80,7 +80,7 @@ def test_linkage_recovers_the_stays_the_studies_were_generated_in(tmp_path):
     roots = generate_raw_mimic(tmp_path, n_studies=400, seed=5, with_images=False)
     truth = pd.read_csv(tmp_path / TRUTH_FILE)
     tables = read_mimic_tables(roots.cxr_root, roots.ed_root)
-    from preprocessing.mimic import read_reports
+    from mtl_report.data.mimic import read_reports
 
     log = CohortLog("synthetic")
     linked = link_mimic(

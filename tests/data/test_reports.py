@@ -1,8 +1,8 @@
-"""Section extraction rules of preprocessing.reports."""
+"""Section extraction rules of mtl_report.data.reports."""
 
 import pandas as pd
 
-from preprocessing.reports import extract_sections
+from mtl_report.data.reports import extract_sections
 
 BOTH = (
     "FINAL REPORT\n INDICATION: ___ cough\n\n FINDINGS:\n Lungs are\n clear.\n\n"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from preprocessing.io import load_prepared
-from preprocessing.schema import SPLITS
+from mtl_report.data.io import load_prepared
+from mtl_report.data.schema import SPLITS
 
 SYNTHETIC_BANNER = "*** SYNTHETIC DATA: generated phantoms and reports, not patients ***"
 

@@ -30,16 +30,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from preprocessing.assemble import clean_features, finalise_records, with_record_columns
-from preprocessing.cleaning import CleaningConfig, chexpert_findings, clean_acuity
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.images import drop_masks, verify_images
-from preprocessing.io import find_file, read_table, write_prepared
-from preprocessing.outputs import atomic_dir, check_prepared_out
-from preprocessing.reports import extract_sections
-from preprocessing.schema import VITALS, finding_columns
-from preprocessing.splits import DEFAULT_FRACTIONS, balanced_subset, duplicate_reports
+from mtl_report.data.assemble import clean_features, finalise_records, with_record_columns
+from mtl_report.data.cleaning import CleaningConfig, chexpert_findings, clean_acuity
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.images import drop_masks, verify_images
+from mtl_report.data.io import find_file, read_table, write_prepared
+from mtl_report.data.outputs import atomic_dir, check_prepared_out
+from mtl_report.data.reports import extract_sections
+from mtl_report.data.schema import VITALS, finding_columns
+from mtl_report.data.splits import DEFAULT_FRACTIONS, balanced_subset, duplicate_reports
 
 METADATA_COLUMNS = ("dicom_id", "subject_id", "study_id", "ViewPosition", "StudyDate", "StudyTime")
 EDSTAYS_COLUMNS = ("subject_id", "stay_id", "intime", "outtime", "gender", "race")
@@ -71,7 +71,7 @@ class MimicPrepConfig:
         seed: seed of the subset and the split.
         fractions: train/val/test fractions of studies (split by patient).
         verify_images: decode every selected image (draft mode) to catch corrupt files,
-            and drop images outside the size limits (:mod:`preprocessing.images`).
+            and drop images outside the size limits (:mod:`mtl_report.data.images`).
         cleaning: cleaning rules and the findings to model.
     """
 
@@ -368,7 +368,7 @@ def prepare_mimic(
             (the CLI passes tqdm); ``None`` for silence.
         metadata: extra entries for ``dataset.json`` (the synthetic generator marks itself).
         overwrite: replace an existing prepared dataset in ``out`` (never anything else;
-            see :func:`preprocessing.outputs.check_prepared_out`).
+            see :func:`mtl_report.data.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also written to ``out/cohort_log.json``).

@@ -1,6 +1,6 @@
 """Three-class SYNTHETIC studies (Normal / Pneumonia / Tuberculosis) for the RadGen classifier.
 
-Each study is a phantom chest radiograph from :func:`preprocessing.synthetic.render_phantom`
+Each study is a phantom chest radiograph from :func:`mtl_report.data.synthetic.render_phantom`
 with the class's sign composed onto it, and a short report whose wording agrees with it:
 
 - **normal**: the plain phantom; reports say so with varied phrasing and negations
@@ -18,7 +18,7 @@ but not perfect evidence, as in real reports; the image carries the rest.
 The default class ratio is the RadGen cohort's 519 : 4202 : 1312 (Normal : Pneumonia : TB),
 scaled to ``n_studies``. About 20 % of patients have two studies (same class), so
 patient-level splitting and grouped cross-validation matter. The output is a prepared
-``"classification"`` dataset (:func:`preprocessing.io.write_prepared`), marked synthetic in
+``"classification"`` dataset (:func:`mtl_report.data.io.write_prepared`), marked synthetic in
 ``dataset.json`` and stamped ``SYNTHETIC`` on every image.
 """
 
@@ -31,13 +31,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.image_table import class_counts
-from preprocessing.io import write_prepared
-from preprocessing.outputs import atomic_dir, check_prepared_out
-from preprocessing.splits import DEFAULT_FRACTIONS, split_by_patient
-from preprocessing.synthetic import _blur, _grid, _soft, render_phantom
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.image_table import class_counts
+from mtl_report.data.io import write_prepared
+from mtl_report.data.outputs import atomic_dir, check_prepared_out
+from mtl_report.data.splits import DEFAULT_FRACTIONS, split_by_patient
+from mtl_report.data.synthetic.phantom import _blur, _grid, _soft, render_phantom
 
 CLASSES: tuple[str, ...] = ("normal", "pneumonia", "tuberculosis")
 #: RadGen cohort sizes (Normal : Pneumonia : TB).
@@ -269,7 +269,7 @@ def prepare_synthetic_classes(
         fractions: train/val/test fractions (patient-level, stratified).
         progress: ``progress(description, total) -> update(n)`` or None.
         overwrite: replace an existing prepared dataset in ``out`` (never anything else;
-            see :func:`preprocessing.outputs.check_prepared_out`).
+            see :func:`mtl_report.data.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also ``out/cohort_log.json``).

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from preprocessing.errors import DataError
-from preprocessing.schema import CATEGORICAL, UNKNOWN, VITALS, finding_column
+from mtl_report.data.errors import DataError
+from mtl_report.data.schema import CATEGORICAL, UNKNOWN, VITALS, finding_column
 
-ABBREVIATIONS_FILE = Path(__file__).parent / "data" / "abbreviations.tsv"
+ABBREVIATIONS_FILE = Path(__file__).parent / "resources" / "abbreviations.tsv"
 
 DEFAULT_VITAL_RANGES: dict[str, tuple[float, float]] = {
     "o2sat": (50.0, 100.0),

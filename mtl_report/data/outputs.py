@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from preprocessing.errors import DataError
+from mtl_report.data.errors import DataError
 
 PathLike = str | os.PathLike
 

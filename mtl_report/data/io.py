@@ -2,7 +2,7 @@
 
 Prepared dataset (DESIGN.md contract): a directory with
 
-- ``records.parquet``: one row per study (see :data:`preprocessing.schema.RECORD_COLUMNS`,
+- ``records.parquet``: one row per study (see :data:`mtl_report.data.schema.RECORD_COLUMNS`,
   then one 0/1/null column per finding, then ``split``);
 - ``cohort_log.json``: the funnel of the preparation run;
 - ``dataset.json``: what the data is (source, synthetic or not, findings, vitals, seed);
@@ -10,7 +10,7 @@ Prepared dataset (DESIGN.md contract): a directory with
   statistics, category vocabularies, abbreviations), so inference applies the same one.
 
 Outputs are written to a temporary sibling directory and renamed at the end, so an interrupted
-run never leaves a half-written dataset behind (:func:`preprocessing.outputs.atomic_dir`, which
+run never leaves a half-written dataset behind (:func:`mtl_report.data.outputs.atomic_dir`, which
 also refuses outputs holding the user's files or inputs, and recovers after a kill).
 """
 
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.outputs import atomic_dir  # noqa: F401 - re-exported (older imports)
-from preprocessing.schema import RECORD_COLUMNS, SPLITS
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.outputs import atomic_dir  # noqa: F401 - re-exported (older imports)
+from mtl_report.data.schema import RECORD_COLUMNS, SPLITS
 
 FORMAT_VERSION = 1
 

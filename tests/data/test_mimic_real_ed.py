@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from preprocessing.cleaning import load_abbreviations, prepared_abbreviations
-from preprocessing.io import load_prepared
-from preprocessing.mimic import MimicPrepConfig, image_path, prepare_mimic, report_path
-from preprocessing.schema import CHEXPERT_LABELS, VITALS
-from preprocessing.synthetic import _write_csv_gz
+from mtl_report.data.cleaning import load_abbreviations, prepared_abbreviations
+from mtl_report.data.io import load_prepared
+from mtl_report.data.mimic import MimicPrepConfig, image_path, prepare_mimic, report_path
+from mtl_report.data.schema import CHEXPERT_LABELS, VITALS
+from mtl_report.data.synthetic.files import _write_csv_gz
 
 STUDY0 = 50_000_000
 UNKNOWN_SUBJECT = 19_999_999  # not a demo patient

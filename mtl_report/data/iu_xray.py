@@ -33,7 +33,7 @@ complaint; vitals, acuity, gender, ethnicity and ICD title do not exist in IU an
 missing / ``unknown``.
 
 Findings come from the MeSH annotations (``Problems`` where MeSH is empty or only
-``normal``) through the rules of ``preprocessing/data/iu_findings_map.tsv`` (see that file
+``normal``) through the rules of ``mtl_report/data/resources/iu_findings_map.tsv`` (see that file
 for the rule syntax and every mapping decision): ``normal`` gives all findings 0; otherwise a
 configured finding is 1 when a rule for it matches a term, else 0; ``No Indexing`` or no
 annotation at all leaves the findings missing.
@@ -58,27 +58,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from preprocessing.assemble import clean_features, finalise_records, with_record_columns
-from preprocessing.cleaning import CleaningConfig
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.image_table import (
+from mtl_report.data.assemble import clean_features, finalise_records, with_record_columns
+from mtl_report.data.cleaning import CleaningConfig
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.image_table import (
     normalise_splits,
     relative_to_out,
     resolve_image_paths,
 )
-from preprocessing.images import drop_masks, verify_images
-from preprocessing.io import read_table, write_prepared
-from preprocessing.outputs import atomic_dir, check_prepared_out
-from preprocessing.reports import clean_section
-from preprocessing.schema import (
+from mtl_report.data.images import drop_masks, verify_images
+from mtl_report.data.io import read_table, write_prepared
+from mtl_report.data.outputs import atomic_dir, check_prepared_out
+from mtl_report.data.reports import clean_section
+from mtl_report.data.schema import (
     CHEXPERT_LABELS,
     VITALS,
     finding_column,
     finding_columns,
 )
 
-FINDINGS_MAP_FILE = Path(__file__).parent / "data" / "iu_findings_map.tsv"
+FINDINGS_MAP_FILE = Path(__file__).parent / "resources" / "iu_findings_map.tsv"
 
 CSV_COLUMNS = ("study_id", "image", "findings", "impression")
 KAGGLE_COLUMNS = ("uid", "MeSH", "findings", "impression")
@@ -426,9 +426,10 @@ def prepare_iu_xray(
         r2gen_split: ``uid, split`` file whose studies keep their split (layouts ``csv`` and
             ``kaggle``); default for ``kaggle``: ``r2gen_split.csv`` beside ``csv`` if there.
         progress: factory ``progress(description, total) -> update(n)``, or ``None``.
-        findings_map: MeSH → finding rules (default ``preprocessing/data/iu_findings_map.tsv``).
+        findings_map: MeSH → finding rules (default
+            ``mtl_report/data/resources/iu_findings_map.tsv``).
         overwrite: replace an existing prepared dataset in ``out`` (never anything else;
-            see :func:`preprocessing.outputs.check_prepared_out`).
+            see :func:`mtl_report.data.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also written to ``out/cohort_log.json``).

@@ -1,13 +1,13 @@
-"""preprocessing.io: the prepared-dataset format refuses empty and corrupt datasets."""
+"""mtl_report.data.io: the prepared-dataset format refuses empty and corrupt datasets."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.io import CLASSIFICATION_COLUMNS, load_prepared, write_prepared
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import CLASSIFICATION_COLUMNS, load_prepared, write_prepared
 
 
 def _records(n: int) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from preprocessing.cleaning import (
+from mtl_report.data.cleaning import (
     DEFAULT_VITAL_RANGES,
     MAX_RAW_TEXT_CHARS,
     MAX_TEXT_CHARS,
@@ -32,7 +32,7 @@ from preprocessing.cleaning import (
     normalise_text,
     prepared_abbreviations,
 )
-from preprocessing.schema import UNKNOWN, VITALS
+from mtl_report.data.schema import UNKNOWN, VITALS
 
 FUZZ = settings(
     max_examples=60,

@@ -1,4 +1,4 @@
-"""Linkage edge cases of preprocessing.mimic, on hand-made tables and a tiny file tree."""
+"""Linkage edge cases of mtl_report.data.mimic, on hand-made tables and a tiny file tree."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from preprocessing.errors import DataError
-from preprocessing.io import load_prepared
-from preprocessing.mimic import (
+from mtl_report.data.errors import DataError
+from mtl_report.data.io import load_prepared
+from mtl_report.data.mimic import (
     MimicPrepConfig,
     image_path,
     link_stays,
@@ -22,7 +22,7 @@ from preprocessing.mimic import (
     select_frontal,
     study_datetime,
 )
-from preprocessing.schema import CHEXPERT_LABELS
+from mtl_report.data.schema import CHEXPERT_LABELS
 
 T = pd.Timestamp
 
@@ -288,7 +288,7 @@ def test_missing_table_and_column_give_one_line_errors(tmp_path):
 
 def test_failed_run_leaves_no_output(tmp_path, monkeypatch):
     cxr, ed = make_tree(tmp_path)
-    import preprocessing.mimic as mimic
+    import mtl_report.data.mimic as mimic
 
     def boom(*args, **kwargs):
         raise RuntimeError("interrupted")

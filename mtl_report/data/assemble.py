@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from preprocessing.cleaning import (
+from mtl_report.data.cleaning import (
     CleaningConfig,
     apply_categories,
     clean_vitals,
@@ -23,9 +23,9 @@ from preprocessing.cleaning import (
     normalise_text,
     scaled_vitals,
 )
-from preprocessing.cohort import CohortLog
-from preprocessing.schema import RECORD_COLUMNS, TEXT_FEATURES, VITALS, finding_columns
-from preprocessing.splits import DEFAULT_FRACTIONS, fractions_for_rest, split_by_patient
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.schema import RECORD_COLUMNS, TEXT_FEATURES, VITALS, finding_columns
+from mtl_report.data.splits import DEFAULT_FRACTIONS, fractions_for_rest, split_by_patient
 
 
 def with_record_columns(df: pd.DataFrame, findings: Sequence[str]) -> pd.DataFrame:
@@ -78,7 +78,7 @@ def finalise_records(
             the transform is then fitted on all studies and ``cleaning.json`` says so.
         preset_split: a split per study (aligned with ``df``) that studies keep where it is
             given (e.g. R2Gen's train/val lists); the others are split by patient so that the
-            whole lands near ``fractions`` (:func:`~preprocessing.splits.fractions_for_rest`).
+            whole lands near ``fractions`` (:func:`~mtl_report.data.splits.fractions_for_rest`).
 
     Returns:
         The records with ``split`` and ``<vital>_scaled`` columns, and the fitted transform.

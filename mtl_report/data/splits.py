@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from preprocessing.schema import SPLITS
+from mtl_report.data.schema import SPLITS
 
 DEFAULT_FRACTIONS = (0.7, 0.2, 0.1)
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from preprocessing.cohort import CohortLog
+from mtl_report.data.cohort import CohortLog
 
 
 def test_filter_counts_each_row_once_under_its_first_reason(tmp_path):

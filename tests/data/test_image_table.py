@@ -1,4 +1,4 @@
-"""preprocessing.image_table on the real pneumonia sample and on broken tables."""
+"""mtl_report.data.image_table on the real pneumonia sample and on broken tables."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from preprocessing.errors import DataError
-from preprocessing.image_table import (
+from mtl_report.data.errors import DataError
+from mtl_report.data.image_table import (
     duplicate_images,
     prepare_image_table,
     study_ids,
     whole_subject_splits,
 )
-from preprocessing.images import verify_images
-from preprocessing.io import load_prepared
+from mtl_report.data.images import verify_images
+from mtl_report.data.io import load_prepared
 
 
 def _prepare(csv: Path, out: Path, **kwargs):

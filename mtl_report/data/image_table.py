@@ -4,7 +4,7 @@
 The three-class fusion model (normal / bacterial / viral, standing in for RadGen's
 normal / pneumonia / TB) trains on a table of images and labels, as in
 ``shared/data/pneumonia_sample/labels.csv``. This module turns such a table into the
-``"classification"`` kind of prepared dataset (:func:`preprocessing.io.write_prepared`).
+``"classification"`` kind of prepared dataset (:func:`mtl_report.data.io.write_prepared`).
 
 Decisions, each counted in the cohort log:
 
@@ -22,8 +22,8 @@ Decisions, each counted in the cohort log:
   ("image listed with conflicting labels or subject ids").
 - **Image files** are checked to exist and, unless ``verify=False``, size-checked from
   the header ("image too large" over 50 MP, "image too small" under 32 pixels a side)
-  and decoded once (:func:`preprocessing.images.verify_images`).
-- **Split** by patient (:func:`preprocessing.splits.split_by_patient`), stratified by label,
+  and decoded once (:func:`mtl_report.data.images.verify_images`).
+- **Split** by patient (:func:`mtl_report.data.splits.split_by_patient`), stratified by label,
   so no subject is in two splits. With ``use_source_split=True`` the table's
   ``source_split`` is used instead, but a subject still goes whole to one split: the split
   holding most of its images (ties: train, then val, then test); images moved that way are
@@ -43,14 +43,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from preprocessing.cohort import CohortLog
-from preprocessing.errors import DataError
-from preprocessing.images import drop_masks, verify_images
-from preprocessing.io import read_table, write_prepared
-from preprocessing.outputs import atomic_dir, check_prepared_out
-from preprocessing.reports import clean_section
-from preprocessing.schema import SPLITS
-from preprocessing.splits import DEFAULT_FRACTIONS, split_by_patient
+from mtl_report.data.cohort import CohortLog
+from mtl_report.data.errors import DataError
+from mtl_report.data.images import drop_masks, verify_images
+from mtl_report.data.io import read_table, write_prepared
+from mtl_report.data.outputs import atomic_dir, check_prepared_out
+from mtl_report.data.reports import clean_section
+from mtl_report.data.schema import SPLITS
+from mtl_report.data.splits import DEFAULT_FRACTIONS, split_by_patient
 
 TABLE_COLUMNS = ("image", "label", "subject_id")
 
@@ -61,7 +61,7 @@ Progress = Callable[[str, int], Callable[[int], None]]
 
 
 # --------------------------------------------------------------------------------------
-# Image paths (shared with preprocessing.iu_xray)
+# Image paths (shared with mtl_report.data.iu_xray)
 # --------------------------------------------------------------------------------------
 def _name_variants(name: str) -> list[str]:
     return [name, os.path.basename(name)]
@@ -213,10 +213,10 @@ def prepare_image_table(
         fractions: train/val/test fractions of images.
         use_source_split: take the split from ``source_split`` (subjects kept whole).
         verify: decode every image once to drop corrupt or truncated files, and drop
-            images outside the size limits (:mod:`preprocessing.images`).
+            images outside the size limits (:mod:`mtl_report.data.images`).
         progress: factory ``progress(description, total) -> update(n)``, or ``None``.
         overwrite: replace an existing prepared dataset in ``out`` (never anything else;
-            see :func:`preprocessing.outputs.check_prepared_out`).
+            see :func:`mtl_report.data.outputs.check_prepared_out`).
 
     Returns:
         The cohort log (also written to ``out/cohort_log.json``).

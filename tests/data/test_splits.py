@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from preprocessing.splits import balanced_subset, duplicate_reports, split_by_patient
+from mtl_report.data.splits import balanced_subset, duplicate_reports, split_by_patient
 
 FINDINGS = ["a", "b", "c"]
 

@@ -1,4 +1,4 @@
-"""preprocessing.iu_xray on the real IU X-ray sample and reports, and on broken copies of them."""
+"""mtl_report.data.iu_xray on the real IU X-ray sample and reports, and on broken copies of them."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from preprocessing.cleaning import CleaningConfig
-from preprocessing.errors import DataError
-from preprocessing.image_table import relative_to_out
-from preprocessing.images import verify_images
-from preprocessing.io import load_prepared
-from preprocessing.iu_xray import (
+from mtl_report.data.cleaning import CleaningConfig
+from mtl_report.data.errors import DataError
+from mtl_report.data.image_table import relative_to_out
+from mtl_report.data.images import verify_images
+from mtl_report.data.io import load_prepared
+from mtl_report.data.iu_xray import (
     detect_layout,
     load_findings_map,
     mesh_findings,
     prepare_iu_xray,
     terms_of,
 )
-from preprocessing.schema import CHEXPERT_LABELS
-from preprocessing.splits import fractions_for_rest
+from mtl_report.data.schema import CHEXPERT_LABELS
+from mtl_report.data.splits import fractions_for_rest
 
 
 def _check(log, root: Path) -> pd.DataFrame:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preprocessing.errors import DataError
-from preprocessing.synthetic import render_phantom
-from preprocessing.synthetic_classes import (
+from mtl_report.data.errors import DataError
+from mtl_report.data.synthetic import render_phantom
+from mtl_report.data.synthetic.classes import (
     CLASSES,
     add_lobar_consolidation,
     add_upper_lobe_tb,

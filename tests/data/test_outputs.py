@@ -1,4 +1,4 @@
-"""preprocessing.outputs: outputs that never lose a user's data, and recovery after a kill."""
+"""mtl_report.data.outputs: outputs that never lose a user's data, and recovery after a kill."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing import outputs
-from preprocessing.errors import DataError
-from preprocessing.outputs import (
+from mtl_report.data import outputs
+from mtl_report.data.errors import DataError
+from mtl_report.data.outputs import (
     PREPARED_DATASET,
     atomic_dir,
     check_output_dir,
@@ -123,7 +123,7 @@ KILL_BETWEEN_RENAMES = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from preprocessing import outputs
+    from mtl_report.data import outputs
 
     calls = []
     real = outputs._rename

@@ -1,4 +1,4 @@
-"""One test per cleaning rule of preprocessing.cleaning."""
+"""One test per cleaning rule of mtl_report.data.cleaning."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from preprocessing.cleaning import (
+from mtl_report.data.cleaning import (
     CleaningConfig,
     apply_categories,
     apply_minmax,
@@ -21,8 +21,8 @@ from preprocessing.cleaning import (
     normalise_gender,
     normalise_text,
 )
-from preprocessing.errors import DataError
-from preprocessing.schema import VITALS
+from mtl_report.data.errors import DataError
+from mtl_report.data.schema import VITALS
 
 
 def vitals(**cols):
