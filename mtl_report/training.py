@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,20 +86,52 @@ def set_seeds(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+#: Frozen backbones already loaded in this process (see :func:`load_backbone`).
+_LOADED_BACKBONES: OrderedDict[tuple, keras.Model] = OrderedDict()
+_LOADED_BACKBONES_MAX = 2
+
+
+def _file_identity(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
 def load_backbone(model_config: ModelConfig, store: Path) -> keras.Model:
-    """The backbone of a config; a random initialisation is created once and kept in
-    ``store`` so that every run (any seed) sharing a feature cache sees the same backbone."""
+    """The frozen backbone of a config; a random initialisation is created once and kept in
+    ``store`` so that every run (any seed) sharing a feature cache sees the same backbone.
+
+    The last few backbones are kept in memory, keyed by name, size and weights file (path,
+    mtime, size): ``compare`` asks for the same frozen backbone for every set-up and split,
+    and building one costs about 2 s (a quarter of a toy comparison's training time). They
+    are only ever run for inference (the feature cache), never trained, so sharing is safe.
+    """
     from mtl_report.models.backbones import build_backbone
 
     weights = model_config.backbone_weights
-    backbone = build_backbone(model_config.backbone, model_config.image_size, weights)
-    if weights is None:
+    name, size = model_config.backbone, model_config.image_size
+    path = store / f"{name}-{size}px-random.weights.h5" if weights is None else None
+    if path is not None and path.is_file():
+        key: tuple | None = (name, size, _file_identity(path))
+    elif weights is not None and Path(str(weights)).is_file():
+        key = (name, size, _file_identity(Path(str(weights))))
+    elif weights is not None:
+        key = (name, size, str(weights))  # e.g. "imagenet": the package's own weights
+    else:
+        key = None  # first use of this random initialisation: built and saved below
+    if key is not None and key in _LOADED_BACKBONES:
+        _LOADED_BACKBONES.move_to_end(key)
+        return _LOADED_BACKBONES[key]
+    backbone = build_backbone(name, size, weights)
+    if path is not None:
         store.mkdir(parents=True, exist_ok=True)
-        path = store / f"{model_config.backbone}-{model_config.image_size}px-random.weights.h5"
         if path.is_file():
             backbone.load_weights(path)
         else:
             backbone.save_weights(path)
+        key = (name, size, _file_identity(path))
+    _LOADED_BACKBONES[key] = backbone
+    while len(_LOADED_BACKBONES) > _LOADED_BACKBONES_MAX:
+        _LOADED_BACKBONES.popitem(last=False)
     return backbone
 
 

@@ -415,3 +415,23 @@ def test_generate_names_the_implausible_vitals_it_ignores(
         "mtl-report: error: model load reached",
     ]
     assert len(no_model_load) == 1
+
+
+def test_frozen_backbone_is_loaded_once_per_weights_file(tmp_path):
+    """compare asks for the same frozen backbone per set-up and split: one build per
+    process; a changed weights file (another initialisation) is loaded anew."""
+    import keras
+
+    from mtl_report.training import load_backbone
+
+    cfg = ModelConfig(**SMALL)
+    first = load_backbone(cfg, tmp_path)
+    assert load_backbone(cfg, tmp_path) is first
+    (saved,) = tmp_path.glob("*-random.weights.h5")
+    other = load_backbone(cfg, tmp_path / "elsewhere")  # another random initialisation
+    assert other is not first
+    other.save_weights(saved)  # the file now holds other weights
+    reloaded = load_backbone(cfg, tmp_path)
+    assert reloaded is not first
+    for a, b in zip(reloaded.weights, other.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

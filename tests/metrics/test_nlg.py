@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,28 @@ def test_meteor_on_real_sentences(iu_pairs):
     assert ((each >= 0) & (each <= 1)).all()
 
 
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
+def test_meteor_jar_is_kept_between_calls_with_the_same_scores(iu_pairs, monkeypatch):
+    """The jar starts once (about 5 s) and answers later calls; its answers do not depend
+    on what it scored before; it stops after METEOR_IDLE_S idle seconds."""
+    hyps, refs = iu_pairs
+    nlg._stop_meteor()
+    fresh = nlg.meteor_score(hyps, refs)
+    process = nlg._METEOR["process"]
+    assert process is not None and process.proc.poll() is None
+    nlg.meteor_score(refs[::-1], hyps[::-1])  # another round in between
+    again = nlg.meteor_score(hyps, refs)
+    assert nlg._METEOR["process"] is process  # the same jar answered
+    assert again[0] == fresh[0]
+    np.testing.assert_array_equal(again[1], fresh[1])
+    monkeypatch.setattr(nlg, "METEOR_IDLE_S", 0.2)
+    nlg.meteor_score(hyps[:2], refs[:2])
+    deadline = time.monotonic() + 10
+    while process.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert nlg._METEOR["process"] is None and process.proc.poll() is not None
+
+
 @pytest.mark.parametrize(
     ("script", "message"),
     [("import time; time.sleep(60)", "in time"), ("pass", "ended early")],
@@ -152,6 +175,7 @@ def test_meteor_stalled_or_broken_jar_is_none_with_warning(monkeypatch, script, 
     with pytest.warns(RuntimeWarning, match=message):
         corpus, each = nlg.meteor_score(["a |||\n b"], ["a b"], timeout=2, normalize=False)
     assert corpus is None and each is None
+    assert nlg._METEOR["process"] is None  # a failed jar is stopped, never asked again
 
 
 def test_meteor_without_java_is_none_with_warning(monkeypatch):
