@@ -4,7 +4,7 @@ Measures, in one process and on the same inputs:
 
 - ``backbone``: the EfficientNetB0 forward pass alone on decoded ``(B, S, S, 3)`` pixels,
   the floor any report generator pays (with and without XLA ``jit_compile``);
-- ``python``: :class:`mtl_report.predict.ReportPredictor` (``mtl-report generate``), image
+- ``python``: :class:`mtl_report.models.aksoy.AksoyReportGenerator` (``mtl-report generate``), image
   files in, reports out;
 - ``savedmodel``: the export of :mod:`mtl_report.export`, loaded with
   ``tf.saved_model.load`` and called through ``serving_default`` with encoded image bytes,
@@ -90,7 +90,7 @@ def main() -> None:
     from mtl_report.decoding import DecodingConfig
     from mtl_report.export import export_run
     from mtl_report.inputs import load_image
-    from mtl_report.predict import ReportPredictor
+    from mtl_report.models.aksoy import AksoyReportGenerator
     from mtl_report.run import Run
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_generate_"))
@@ -144,18 +144,18 @@ def main() -> None:
         }
 
     # --- Python path ----------------------------------------------------------------------
-    predictor = ReportPredictor(run, decoding)
-    out = predictor.predict(paths[:1], studies[:1])
+    generator = AksoyReportGenerator(run, decoding)
+    out = generator.generate(paths[:1], studies[:1])
     results["python"] = {
         "batch1": _latency(
-            _timeit(lambda: predictor.predict(paths[:1], studies[:1]), args.repeats)
+            _timeit(lambda: generator.generate(paths[:1], studies[:1]), args.repeats)
         ),
         "throughput_per_s": _throughput(
-            _timeit(lambda: predictor.predict(paths, studies), max(3, args.repeats // 4)),
+            _timeit(lambda: generator.generate(paths, studies), max(3, args.repeats // 4)),
             args.batch,
         ),
     }
-    tokens = [len(r["report"].split()) for r in predictor.predict(paths, studies)]
+    tokens = [len(r["report"].split()) for r in generator.generate(paths, studies)]
     results["max_report_tokens"] = max(tokens)
     results["mean_report_tokens"] = round(float(np.mean(tokens)), 1)
 

@@ -28,8 +28,11 @@ def main() -> None:
 
     from mtl_report import classify
     from mtl_report.models.backbones import recalibrate_batch_norm
+    from mtl_report.models.radgen import RadGenClassifier
 
-    model, tokenizer, cfg, info = classify.load_run(args.run)
+    classifier = RadGenClassifier.from_preset(args.run)
+    model, tokenizer, cfg = classifier.model, classifier.tokenizer, classifier.config
+    info = classifier.run.info
     for layer in model._flatten_layers(include_self=False):  # as in training's last epoch
         layer.trainable = True
     ds = classify.load_classification(args.data)

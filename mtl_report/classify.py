@@ -62,7 +62,8 @@ from mtl_report.metrics.classification import (
     prediction_table,
     score_predictions,
 )
-from mtl_report.models.radgen import DEFAULT_CLASSES, RadGenConfig
+from mtl_report.models.radgen import DEFAULT_CLASSES, RadGenClassifier, RadGenConfig
+from mtl_report.run import CLASSIFIER, MODEL_FILE, TOKENIZER_DIR, write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,6 @@ RANDOM_INIT_UNFREEZE: tuple[tuple[int, float], ...] = ((0, 1.0),)
 DEFAULT_CLASS_WEIGHTS = (8.0, 1.0, 3.2)
 #: Training batches whose statistics replace the moving ones of trainable batch norms.
 CALIBRATION_BATCHES = 32
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.keras"
-TOKENIZER_DIR = "tokenizer"
 
 
 @dataclass
@@ -573,13 +571,15 @@ def train_classifier(
             stopper = ValidationAUCStopping(val_data, val_labels, classes, train_config.patience)
             callbacks.append(stopper)
         callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv")))
-        info = {
-            "model": model_config.to_dict(),
-            "train": train_config.to_dict(),
-            "classes": list(classes),
-            "class_weights": weights.tolist(),
-            "sampling_probabilities": None if sampling is None else sampling.tolist(),
-            "data": {
+        write_run_info(
+            run_dir,
+            CLASSIFIER,
+            model=model_config.to_dict(),
+            train=train_config.to_dict(),
+            classes=list(classes),
+            class_weights=weights.tolist(),
+            sampling_probabilities=None if sampling is None else sampling.tolist(),
+            data={
                 "root": str(ds.root),
                 "source": ds.metadata.get("source"),
                 "synthetic": ds.metadata.get("synthetic", False),
@@ -587,9 +587,7 @@ def train_classifier(
                 "n_val": len(val_rec),
                 "train_class_counts": dict(zip(classes, counts.astype(int).tolist())),
             },
-            "versions": _versions(),
-        }
-        (run_dir / CONFIG_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
+        )
         start = time.time()
         history = model.fit(
             train_data,
@@ -637,15 +635,6 @@ def classes_for(ds: PreparedDataset, model_config: RadGenConfig) -> tuple[str, .
     if tuple(model_config.classes) == DEFAULT_CLASSES:
         return resolve_classes(ds, None)
     return resolve_classes(ds, model_config.classes)
-
-
-def _versions() -> dict:
-    import keras
-    import tensorflow as tf
-
-    from mtl_report.version import __version__
-
-    return {"mtl_report": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -769,24 +758,6 @@ def evaluate_model(
     return metrics
 
 
-def load_run(run_dir: str | Path):
-    """``(model, tokenizer, model_config, info)`` of a classifier run directory."""
-    import keras
-
-    import mtl_report.models.radgen  # noqa: F401 - registers the classes
-    from mtl_report.text import ReportTokenizer
-
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise DataError(f"{run_dir}: not a classifier run ({CONFIG_FILE} missing)")
-    if not (run_dir / MODEL_FILE).is_file():
-        raise DataError(f"{run_dir}: no trained model ({MODEL_FILE} missing)")
-    info = json.loads((run_dir / CONFIG_FILE).read_text())
-    model = keras.models.load_model(run_dir / MODEL_FILE, compile=False)
-    tokenizer = ReportTokenizer.load(run_dir / TOKENIZER_DIR)
-    return model, tokenizer, RadGenConfig.from_dict(info["model"]), info
-
-
 def evaluate_run(
     run_dir: str | Path,
     data: str | Path | PreparedDataset,
@@ -794,17 +765,24 @@ def evaluate_run(
     out: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a saved run on a split of a prepared dataset (``metrics.json`` to ``out``)."""
-    model, tokenizer, cfg, info = load_run(run_dir)
+    classifier = RadGenClassifier.from_preset(run_dir)
     ds = load_classification(data)
-    classes = tuple(info["classes"])
+    classes = classifier.classes
     resolve_classes(ds, classes)
     records = ds.split(split) if split != "all" else ds.records
     if records.empty:
         raise DataError(f"{ds.root}: no studies in the {split!r} split")
     records = records.copy()
-    if info["train"].get("report_free") or "report" not in records:
+    if classifier.run.info["train"].get("report_free") or "report" not in records:
         records["report"] = ""
-    metrics = evaluate_model(model, tokenizer, records, classes, cfg, out_dir=Path(run_dir))
+    metrics = evaluate_model(
+        classifier.model,
+        classifier.tokenizer,
+        records,
+        classes,
+        classifier.config,
+        out_dir=Path(run_dir),
+    )
     metrics["split"] = split
     if out is not None:
         _write_json(Path(out), metrics)
@@ -1166,16 +1144,11 @@ def export_classifier(run_dir: str | Path, out_dir: str | Path) -> Path:
 
     from mtl_report.inputs import decode_image
 
-    model, tokenizer, cfg, info = load_run(run_dir)
-    vectorizer = tokenizer.layer()
-    vectorizer(tf.constant([""]))  # built before tracking
-    names = set(model.input.keys())
-    size = cfg.image_size
-    classes = tf.constant(list(info["classes"]))
-
+    classifier = RadGenClassifier.from_preset(run_dir)
+    size = classifier.image_size
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(vectorizer)
+    archive.track(classifier.model)
+    archive.track(classifier.vectorizer)
 
     @tf.function(
         input_signature=[
@@ -1184,30 +1157,14 @@ def export_classifier(run_dir: str | Path, out_dir: str | Path) -> Path:
         ]
     )
     def serve(image_bytes, report):
-        x = {}
-        if "image" in names:
-            x["image"] = tf.map_fn(
+        images = None
+        if classifier.reads_images:
+            images = tf.map_fn(
                 lambda b: decode_image(b, size),
                 image_bytes,
                 fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
             )
-        tokens = tf.cast(vectorizer(report), tf.int32)
-        if "text_tokens" in names:
-            x["text_tokens"] = tokens
-        if "report_tokens" in names:
-            x["report_tokens"] = tokens[:, :-1]
-        y = model(x, training=False)
-        probs = tf.cast(y["probabilities"], tf.float32)
-        n = tf.shape(probs)[0]
-        if "gate" in y:
-            gate = tf.cast(y["gate"], tf.float32)
-        else:
-            gate = tf.fill([n, 1], 1.0 if "image" in names else 0.0)
-        return {
-            "probabilities": probs,
-            "gate": gate,
-            "label": tf.gather(classes, tf.argmax(probs, axis=1)),
-        }
+        return classifier.outputs_graph(images, report)
 
     archive.add_endpoint("serving_default", serve)
     out_dir = Path(out_dir)

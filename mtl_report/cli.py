@@ -493,8 +493,8 @@ def _check_generate_args(args: argparse.Namespace) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from mtl_report.data.cleaning import ignored_vitals
     from mtl_report.data.schema import VITALS
-    from mtl_report.predict import ReportPredictor, ignored_vitals
     from mtl_report.run import Run
 
     study = _check_generate_args(args)
@@ -504,13 +504,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if ignored:
         # Not an error (the model masks a missing vital), but never silent.
         print(f"mtl-report: ignored implausible vitals: {', '.join(ignored)}", file=sys.stderr)
-    predictor = ReportPredictor(run, _decoding_config(args))
-    result = predictor.predict([str(args.image)], [study])[0]
+    from mtl_report.models.aksoy import AksoyReportGenerator
+
+    generator = AksoyReportGenerator(run, _decoding_config(args))
+    result = generator.generate([str(args.image)], [study])[0]
     if args.explain:
         from mtl_report.explain import explain_image
         from mtl_report.plots import plot_explanation
 
-        explanation = explain_image(args.run, args.image, study, predictor=predictor)
+        explanation = explain_image(generator, args.image, study)
         plot_explanation(explanation, path=args.explain)
         print(f"Attention maps: {args.explain}", file=sys.stderr)
     if args.json:

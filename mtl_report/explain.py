@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from mtl_report.layers.unified_data import TOKEN_NAMES
+from mtl_report.models.aksoy import AksoyReportGenerator
 
 __all__ = [
     "Explanation",
@@ -213,7 +214,7 @@ def explain_batch(
     Args:
         model: a trained :class:`~mtl_report.models.aksoy.AksoyModel`.
         inputs: model inputs without ``report_tokens`` (as for
-            :meth:`mtl_report.predict.ReportPredictor.model_inputs`), batch size n.
+            :meth:`~mtl_report.models.aksoy.AksoyReportGenerator.model_inputs`), batch size n.
         tokenizer: the run's :class:`~mtl_report.text.ReportTokenizer` (needed with a text
             head: the report is generated first, then explained word by word).
         images: ``(n, S, S, 3)`` model-input images, kept for plotting (optional).
@@ -294,38 +295,38 @@ def _token_mask(model, x) -> np.ndarray:
 
 
 def explain_image(
-    run_dir: str | Path,
+    run: str | Path | AksoyReportGenerator,
     image: str | Path | np.ndarray,
     study: Mapping | None = None,
     decoding=None,
-    predictor=None,
 ) -> Explanation:
     """Attention maps of a trained run on one X-ray (the path behind ``generate --explain``).
 
     Args:
-        run_dir: run directory (ignored when ``predictor`` is given).
+        run: run directory (a preset), or an :class:`AksoyReportGenerator` already loaded
+            from one (reused: no second model load).
         image: image file, or an already prepared ``(S, S, 3)`` array in [0, 255].
         study: ED data of the study (vitals by name, ``chief_complaint``, ``icd_title``,
             ``gender``, ``ethnicity``); missing values are treated as absent.
-        decoding: :class:`~mtl_report.decoding.DecodingConfig`.
-        predictor: a loaded :class:`~mtl_report.predict.ReportPredictor` to reuse.
+        decoding: :class:`~mtl_report.decoding.DecodingConfig` (default: the generator's).
     """
     from mtl_report.inputs import load_image
-    from mtl_report.predict import ReportPredictor
 
-    if predictor is None:
-        predictor = ReportPredictor.from_run(run_dir, decoding)
-        generator = predictor.generator
-    else:  # a given predictor's generator serves unless other decoding settings are asked for
-        generator = predictor.generator if decoding is None else None
+    if isinstance(run, AksoyReportGenerator):
+        generator = run
+        # its text generator serves unless other decoding settings are asked for
+        text_generator = generator.text_generator if decoding is None else None
+    else:
+        generator = AksoyReportGenerator.from_preset(run, decoding)
+        text_generator = generator.text_generator
     if isinstance(image, str | Path):
-        pixels = load_image(image, predictor.image_size)
+        pixels = load_image(image, generator.image_size)
     else:
         pixels = np.asarray(image, dtype="float32")
     images = pixels[None]
-    x = predictor.model_inputs(images, [dict(study or {})])
-    tokenizer = predictor.tokenizer if "report" in predictor.model.output else None
-    return explain_batch(predictor.model, x, tokenizer, images, decoding, generator)[0]
+    x = generator.model_inputs(images, [dict(study or {})])
+    tokenizer = generator.tokenizer if "report" in generator.model.output else None
+    return explain_batch(generator.model, x, tokenizer, images, decoding, text_generator)[0]
 
 
 def top_tokens(explanation: Explanation, k: int = 1) -> list[list[str]]:

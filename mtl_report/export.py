@@ -63,7 +63,7 @@ from mtl_report.data.outputs import clean_stale, tmp_prefix
 from mtl_report.data.schema import VITALS
 from mtl_report.decoding import DecodingConfig
 from mtl_report.layers.heads import level_probabilities, levels_from_cumulative
-from mtl_report.models.aksoy import ED_FIELDS
+from mtl_report.models.aksoy import ED_FIELDS, AksoyReportGenerator
 
 SERVING_DEFAULT = "serving_default"
 PIXELS_SIGNATURE = "generate_from_pixels"
@@ -101,35 +101,26 @@ class ExportResult:
 
 
 class ServingGraph:
-    """The functions behind the signatures, over a loaded run (model, backbone, tokenizer).
+    """The functions behind the signatures, over a run loaded as an
+    :class:`~mtl_report.models.aksoy.AksoyReportGenerator` (model, backbone, preprocessor,
+    tokenizer, decoding).
 
     ``serve_bytes(inputs)`` and ``serve_pixels(inputs)`` take the signature dicts described
     in the module docstring and return the output dicts; both are pure TF and are traced by
     :class:`keras.export.ExportArchive`.
     """
 
-    def __init__(
-        self, run, decoding: DecodingConfig | None = None, max_pixels: int = MAX_IMAGE_PIXELS
-    ):
-        from mtl_report.decoding import ReportGenerator
-
-        self.run = run
+    def __init__(self, task: AksoyReportGenerator, max_pixels: int = MAX_IMAGE_PIXELS):
+        self.task = task
         self.max_pixels = check_max_pixels(max_pixels)
-        self.model = run.load_model()
-        cfg = run.model_config
-        self.image_size = int(cfg.image_size)
-        self.backbone = None if cfg.fine_tune_backbone else run.load_backbone()
-        self.preprocessor = run.preprocessor()
-        self.findings = list(cfg.findings)
-        self.decoding = decoding or DecodingConfig()
-        self.tokenizer = run.tokenizer() if "report" in self.model.output else None
-        self.generator = (
-            ReportGenerator(
-                self.model, self.tokenizer.start_id, self.tokenizer.end_id, self.decoding
-            )
-            if self.tokenizer is not None
-            else None
-        )
+        self.model = task.model
+        self.image_size = task.image_size
+        self.backbone = task.backbone
+        self.preprocessor = task.preprocessor
+        self.findings = task.findings
+        self.decoding = task.decoding
+        self.text_generator = task.text_generator
+        self.tokenizer = task.tokenizer if self.text_generator is not None else None
         self.outputs = [
             name
             for name, present in (
@@ -237,24 +228,15 @@ class ServingGraph:
         with tf.control_dependencies(checks):
             return tf.identity(n), {k: tf.identity(inputs[k]) for k in ED_FIELDS}
 
-    def model_inputs(self, images: tf.Tensor, raw: Mapping[str, tf.Tensor]) -> dict:
-        """Pixels ``(n, S, S, 3)`` in [0, 255] + raw ED fields → the Keras model's inputs."""
-        x = self.preprocessor(raw)
-        if self.backbone is not None:
-            x["image_features"] = self.backbone(images, training=False)
-        else:
-            x["image"] = images
-        return x
-
     def _predict(self, images: tf.Tensor, raw: Mapping[str, tf.Tensor]) -> dict:
-        x = self.model_inputs(images, raw)
-        if self.generator is not None:
-            out = self.generator.generate_graph(x)
+        x = self.task.inputs_graph(images, raw)
+        if self.text_generator is not None:
+            out = self.text_generator.generate_graph(x)
         else:
             wanted = {k: v for k, v in x.items() if k in self.model.input}
             out = self.model(wanted, training=False)
         result = {}
-        if self.generator is not None:
+        if self.text_generator is not None:
             result["report"] = self.tokenizer.detokenize_graph(out["tokens"])
         if "acuity" in out:
             result["acuity_probs"] = level_probabilities(out["acuity"])
@@ -441,7 +423,7 @@ def export_run(
             raise DataError(f"{path}: warm-up image not found")
         images.append(path.read_bytes())
 
-    graph = ServingGraph(run, decoding, max_pixels)
+    graph = ServingGraph(AksoyReportGenerator(run, decoding), max_pixels)
     if images:
         from mtl_report.inputs import load_image
 

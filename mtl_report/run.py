@@ -1,6 +1,14 @@
-"""Run directories: everything needed to evaluate, resume or export a trained model.
+"""Run directories: everything needed to evaluate, resume, serve or export a trained model.
 
-A run directory holds::
+One reader and writer for both kinds of run: a report run (the Aksoy model, ``mtl-report
+train``; :class:`Run`, loaded as a preset by
+:meth:`mtl_report.models.aksoy.AksoyReportGenerator.from_preset`) and a classifier run
+(RadGen, ``mtl-report classify train``; :class:`ClassifierRun`, loaded by
+:meth:`mtl_report.models.radgen.RadGenClassifier.from_preset`). ``config.json`` names the
+``kind`` and the layout version (``run_format``); a run of the other kind or of another
+layout is refused with a one-line reason.
+
+A report run directory holds::
 
     config.json          model + train config, preset, data reference, seeds, versions
     vocabularies.json    ED-feature vocabularies (categories, complaint / ICD words)
@@ -37,9 +45,60 @@ THRESHOLDS_FILE = "thresholds.json"
 HISTORY_FILE = "history.json"
 HISTORY_CSV = "history.csv"
 BACKUP_DIR = "backup"
-#: Version of the run-directory layout this package reads and writes. 2: the model takes
-#: numbers and the preprocessor (``cleaning.json`` + ``vocabularies.json``) makes them.
+#: Version of the report run-directory layout this package reads and writes. 2: the model
+#: takes numbers and the preprocessor (``cleaning.json`` + ``vocabularies.json``) makes them.
 RUN_FORMAT = 2
+REPORT, CLASSIFIER = "report", "classifier"
+#: Layout version read and written per kind of run (classifier runs: config.json, model.keras,
+#: tokenizer/, history and metrics; unchanged since the first version).
+RUN_FORMATS = {REPORT: RUN_FORMAT, CLASSIFIER: 1}
+_COMMANDS = {REPORT: "mtl-report generate / evaluate / export", CLASSIFIER: "mtl-report classify"}
+
+
+def run_kind(info: Mapping) -> str:
+    """``"report"`` or ``"classifier"`` (runs written before ``kind`` was recorded are told
+    apart by the classifier's ``classes`` entry)."""
+    return str(info.get("kind") or (CLASSIFIER if "classes" in info else REPORT))
+
+
+def read_run_info(root: Path, kind: str) -> dict:
+    """``config.json`` of a run directory of ``kind``, its kind and layout checked.
+
+    Raises:
+        DataError: not a run directory, unreadable, another kind, another layout version.
+    """
+    root = Path(root)
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise DataError(f"{root}: not a run directory ({CONFIG_FILE} missing)")
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: not a run configuration")
+    found = run_kind(info)
+    if found != kind:
+        raise DataError(f"{root}: a {found} run, not a {kind} run (use {_COMMANDS[found]})")
+    check_run_format(root, info, kind)
+    return info
+
+
+def run_versions() -> dict[str, str]:
+    """Versions recorded in every run's ``config.json``."""
+    import keras
+    import tensorflow as tf
+
+    from mtl_report.version import __version__
+
+    return {"mtl_report": __version__, "keras": keras.__version__, "tensorflow": tf.__version__}
+
+
+def write_run_info(root: Path, kind: str, **info) -> None:
+    """Write ``config.json`` of a run of ``kind``: its layout version, kind and versions
+    first, then ``info``."""
+    data = {"run_format": RUN_FORMATS[kind], "kind": kind, "versions": run_versions(), **info}
+    (Path(root) / CONFIG_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def run_finished(root: Path) -> bool:
@@ -70,10 +129,7 @@ class Run:
     @classmethod
     def read(cls, root: Path) -> Run:
         root = Path(root)
-        if not (root / CONFIG_FILE).is_file():
-            raise DataError(f"{root}: not a run directory ({CONFIG_FILE} missing)")
-        info = json.loads((root / CONFIG_FILE).read_text())
-        check_run_format(root, info)
+        info = read_run_info(root, REPORT)
         return cls(
             root=root,
             model_config=ModelConfig.from_dict(info["model"]),
@@ -156,32 +212,51 @@ class Run:
         return keras.models.load_model(path, compile=False)
 
 
-def check_run_format(root: Path, info: Mapping) -> None:
+def check_run_format(root: Path, info: Mapping, kind: str = REPORT) -> None:
     """DataError when ``config.json`` was written for another run-directory layout."""
     found = int(info.get("run_format", 1))
-    if found != RUN_FORMAT:
+    expected = RUN_FORMATS[kind]
+    if found != expected:
         version = info.get("versions", {}).get("mtl_report", "an older version")
         raise DataError(
             f"{root}: run written by mtl_report {version} (run format {found}); this version "
-            f"reads run format {RUN_FORMAT}: train the run again"
+            f"reads run format {expected}: train the run again"
         )
 
 
 def write_run_config(root: Path, model_config: ModelConfig, train_config: TrainConfig, **info):
-    import keras
-    import tensorflow as tf
+    """``config.json`` of a report run."""
+    write_run_info(root, REPORT, model=model_config.to_dict(), train=train_config.to_dict(), **info)
 
-    from mtl_report.version import __version__
 
-    data = {
-        "run_format": RUN_FORMAT,
-        "model": model_config.to_dict(),
-        "train": train_config.to_dict(),
-        "versions": {
-            "mtl_report": __version__,
-            "keras": keras.__version__,
-            "tensorflow": tf.__version__,
-        },
-        **info,
-    }
-    (Path(root) / CONFIG_FILE).write_text(json.dumps(data, indent=2, default=str) + "\n")
+@dataclass
+class ClassifierRun:
+    """A loaded classifier (RadGen) run directory: ``config.json``, ``model.keras``,
+    ``tokenizer/``."""
+
+    root: Path
+    info: dict
+
+    @classmethod
+    def read(cls, root: Path) -> ClassifierRun:
+        root = Path(root)
+        info = read_run_info(root, CLASSIFIER)
+        if not (root / MODEL_FILE).is_file():
+            raise DataError(f"{root}: no trained model ({MODEL_FILE} missing)")
+        return cls(root=root, info=info)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.info["classes"])
+
+    def tokenizer(self):
+        from mtl_report.text import ReportTokenizer
+
+        return ReportTokenizer.load(self.root / TOKENIZER_DIR)
+
+    def load_model(self):
+        import keras
+
+        import mtl_report.models.radgen  # noqa: F401 - registers the custom classes
+
+        return keras.models.load_model(self.root / MODEL_FILE, compile=False)

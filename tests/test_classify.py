@@ -26,7 +26,7 @@ from mtl_report.config import ConfigError
 from mtl_report.data.errors import DataError
 from mtl_report.data.io import load_prepared
 from mtl_report.data.synthetic.classes import prepare_synthetic_classes
-from mtl_report.models.radgen import RadGenConfig
+from mtl_report.models.radgen import RadGenClassifier, RadGenConfig
 
 TINY_MODEL = dict(TINY_RADGEN, max_report_length=32)
 TINY_TRAIN = dict(epochs=1, batch_size=8, unfreeze_schedule=((0, 1.0),), warmup_epochs=0.5)
@@ -206,11 +206,36 @@ def test_export_serves_bytes_and_text(trained, synth, tmp_path):
     probs = y["probabilities"].numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert y["gate"].numpy()[1, 0] == 1.0  # no report: image only
-    # Same probabilities as the Keras model on the same inputs.
-    model, tok, cfg, info = classify.load_run(trained.run_dir)
+    # Same probabilities as the Keras model on the same inputs (the evaluation path), and
+    # as the preset's predict on the image files.
+    classifier = RadGenClassifier.from_preset(trained.run_dir)
     recs = records.assign(report=[records["report"].iloc[0], ""])
-    p, _, _ = classify.predict_records(model, tok, recs, info["classes"], cfg)
+    p, _, _ = classify.predict_records(
+        classifier.model, classifier.tokenizer, recs, classifier.classes, classifier.config
+    )
     np.testing.assert_allclose(probs, p, atol=1e-4)
+    local = classifier.predict(list(records["image_path"]), list(recs["report"]))
+    np.testing.assert_allclose([list(r["probabilities"].values()) for r in local], probs, atol=1e-4)
+    assert [r["label"] for r in local] == [b.decode() for b in y["label"].numpy()]
+    assert local[1]["gate"] == 1.0
+
+
+def test_classifier_presets_refuse_the_other_kind_of_run(trained, tmp_path):
+    """One run-directory reader for both kinds: each loader names what it was given."""
+    from mtl_report.models.aksoy import AksoyReportGenerator
+    from mtl_report.run import CLASSIFIER
+
+    info = json.loads((trained.run_dir / "config.json").read_text())
+    assert info["kind"] == CLASSIFIER and info["run_format"] == 1
+    with pytest.raises(DataError, match="a classifier run, not a report run"):
+        AksoyReportGenerator.from_preset(trained.run_dir)
+    report_like = tmp_path / "r"
+    report_like.mkdir()
+    (report_like / "config.json").write_text(json.dumps({"run_format": 2, "kind": "report"}))
+    with pytest.raises(DataError, match="a report run, not a classifier run"):
+        RadGenClassifier.from_preset(report_like)
+    with pytest.raises(DataError, match="not a run directory"):
+        RadGenClassifier.from_preset(tmp_path / "missing")
 
 
 def test_report_free_mode_on_real_images(shared_data, tmp_path):

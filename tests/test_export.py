@@ -276,8 +276,10 @@ _FRESH_PROCESS = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_savedmodel_in_a_fresh_process_equals_report_predictor(exported, run_dir, images, tmp_path):
-    from mtl_report.predict import ReportPredictor
+def test_savedmodel_in_a_fresh_process_equals_the_report_generator(
+    exported, run_dir, images, tmp_path
+):
+    from mtl_report.models.aksoy import AksoyReportGenerator
 
     # generate_from_pixels: a client that decoded a PNG itself (no JPEG DCT scaling, so
     # the pixels are exactly what decode_image sees for the same file).
@@ -310,10 +312,10 @@ def test_savedmodel_in_a_fresh_process_equals_report_predictor(exported, run_dir
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = json.loads((tmp_path / "out.json").read_text())
 
-    predictor = ReportPredictor.from_run(run_dir)
+    generator = AksoyReportGenerator.from_preset(run_dir)
     cases = [
-        (served[SERVING_DEFAULT], predictor.predict([str(p) for p in images], STUDIES)),
-        (served[PIXELS_SIGNATURE], predictor.predict([str(png)], STUDIES[:1])),
+        (served[SERVING_DEFAULT], generator.generate([str(p) for p in images], STUDIES)),
+        (served[PIXELS_SIGNATURE], generator.generate([str(png)], STUDIES[:1])),
     ]
     for out, expected in cases:
         assert len(out["report"]) == len(expected)
@@ -431,7 +433,7 @@ def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images)
     import shutil
 
     from mtl_report.export import ServingGraph
-    from mtl_report.models.aksoy import build_aksoy_model
+    from mtl_report.models.aksoy import AksoyReportGenerator, build_aksoy_model
     from mtl_report.presets import get_preset
     from mtl_report.run import Run
 
@@ -448,7 +450,7 @@ def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images)
     info["model"] = mc.to_dict()
     (stl / "config.json").write_text(json.dumps(info))
 
-    graph = ServingGraph(Run.read(stl))
+    graph = ServingGraph(AksoyReportGenerator.from_preset(stl))
     assert graph.outputs == ["findings_probs"]
     feeds = {k: tf.constant(v) for k, v in _request(images[:2], STUDIES[:2]).items()}
     out = graph.serve_bytes(feeds)
@@ -462,8 +464,7 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
     import shutil
 
     from mtl_report.export import ServingGraph
-    from mtl_report.models.aksoy import build_aksoy_model
-    from mtl_report.predict import ReportPredictor
+    from mtl_report.models.aksoy import AksoyReportGenerator, build_aksoy_model
     from mtl_report.presets import get_preset
     from mtl_report.run import Run
 
@@ -479,18 +480,20 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
     info["model"] = mc.to_dict()
     (guided / "config.json").write_text(json.dumps(info))
 
-    graph = ServingGraph(Run.read(guided))
+    graph = ServingGraph(AksoyReportGenerator.from_preset(guided))
     assert {"report", "findings_probs"} <= set(graph.outputs)
     feeds = {k: tf.constant(v) for k, v in _request(images[:2], STUDIES[:2]).items()}
     out = graph.serve_bytes(feeds)
     served = [r.decode() for r in out["report"].numpy()]
-    local = ReportPredictor.from_run(guided).predict([str(p) for p in images[:2]], STUDIES[:2])
+    local = AksoyReportGenerator.from_preset(guided).generate(
+        [str(p) for p in images[:2]], STUDIES[:2]
+    )
     assert served == [r["report"] for r in local]
     # Attention maps of a guided decoder cover the image regions (not the finding tokens).
     from mtl_report.explain import explain_image
 
-    predictor = ReportPredictor.from_run(guided)
-    exp = explain_image(guided, str(images[0]), STUDIES[0], predictor=predictor)
+    generator = AksoyReportGenerator.from_preset(guided)
+    exp = explain_image(generator, str(images[0]), STUDIES[0])
     maps = exp.word_maps()
     assert exp.report == served[0] and all(m.shape == exp.grid for m in maps)
 

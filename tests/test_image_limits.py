@@ -252,10 +252,10 @@ def test_export_refuses_a_pixel_limit_below_the_smallest_image(serving_run_dir, 
 
 
 def test_generate_refuses_a_too_small_image(serving_run_dir, tmp_path):
-    from mtl_report.predict import ReportPredictor
+    from mtl_report.models.aksoy import AksoyReportGenerator
 
     tiny = tmp_path / "tiny.png"
     tiny.write_bytes(encode(xray(1, 1)))
-    predictor = ReportPredictor.from_run(serving_run_dir)
+    generator = AksoyReportGenerator.from_preset(serving_run_dir)
     with pytest.raises(DataError, match=r"tiny\.png: image too small: 1x1"):
-        predictor.predict([str(tiny)])
+        generator.generate([str(tiny)])

@@ -93,19 +93,23 @@ def test_evaluate_writes_the_metrics_contract(trained_run, iu_dataset, tmp_path)
 
 
 def test_generate_from_an_image_file(trained_run, shared_data):
-    from mtl_report.predict import ReportPredictor
+    from mtl_report.models.aksoy import AksoyReportGenerator
 
     run, _ = trained_run
     image = next((shared_data / "iu_xray_sample" / "images").glob("*.jpg"))
-    predictor = ReportPredictor.from_run(run)
-    out = predictor.predict(
+    generator = AksoyReportGenerator.from_preset(run)
+    out = generator.generate(
         [str(image)], [{"heartrate": 120, "o2sat": 88, "chief_complaint": "SOB", "gender": "F"}]
     )[0]
     assert isinstance(out["report"], str)
     assert 1 <= out["acuity_level"] <= 5
     assert sum(out["acuity_probs"]) == pytest.approx(1.0, abs=1e-5)
     assert set(out["findings"]) == set(ModelConfig().findings)
-    again = predictor.predict([str(image)], [{"heartrate": 120, "o2sat": 88}])[0]
+    # Present/absent with the cut-offs chosen on the validation split (thresholds.json).
+    cuts = dict(zip(generator.findings, Run.read(run).findings_thresholds()))
+    assert generator.findings_thresholds == list(cuts.values())
+    assert out["findings_present"] == {k: p >= cuts[k] for k, p in out["findings"].items()}
+    again = generator.generate([str(image)], [{"heartrate": 120, "o2sat": 88}])[0]
     assert again["report"] == out["report"] or again["findings"] != out["findings"]
 
 
@@ -226,7 +230,7 @@ def test_text_only_reports_train_a_report_language_model(shared_data, tmp_path):
     from mtl_report.data.errors import DataError
     from mtl_report.data.iu_xray import prepare_iu_xray
     from mtl_report.evaluate import evaluate
-    from mtl_report.predict import ReportPredictor
+    from mtl_report.models.aksoy import AksoyReportGenerator
     from mtl_report.training import train
 
     data = tmp_path / "iu_text"
@@ -250,7 +254,7 @@ def test_text_only_reports_train_a_report_language_model(shared_data, tmp_path):
     metrics = evaluate(run, data, split="test", progress=False)
     assert metrics["n"] == 324 and metrics["text"]["bleu_1"] > 0.1
     with pytest.raises(DataError, match="text-only"):
-        ReportPredictor(Run.read(run))
+        AksoyReportGenerator(Run.read(run))
 
 
 # --------------------------------------------------------------------------------------

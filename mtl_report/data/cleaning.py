@@ -456,3 +456,32 @@ def scaled_vitals(records: pd.DataFrame, cleaning: Mapping) -> pd.DataFrame:
     """Vitals of ``records`` scaled with a fitted transform, columns ``<vital>_scaled``."""
     scaled = apply_minmax(records, cleaning["minmax"])
     return scaled.add_suffix("_scaled")
+
+
+def ignored_vitals(vitals: Mapping[str, float], cleaning: Mapping) -> list[str]:
+    """The vitals that a run's cleaning transform will treat as missing, one phrase each
+    (``"heartrate=900 (plausible 20-300)"``); empty when all are used.
+
+    Decided by :func:`mtl_report.data.cleaning.clean_vitals` itself (the rules the serving
+    graph repeats) with the run's ranges from ``cleaning.json``: non-finite values, values
+    outside the plausible range (after a 30-45 temperature is read as °C and converted),
+    and a diastolic pressure not below the systolic one. Why: the model masks a missing
+    vital, so an implausible one is not an error, but a user who typed it must be told it
+    was not used.
+    """
+    ranges = {k: tuple(r) for k, r in cleaning.get("vital_ranges", DEFAULT_VITAL_RANGES).items()}
+    celsius = bool(cleaning.get("convert_celsius", True))
+    values = {name: float(raw) for name, raw in vitals.items()}
+    _, counts = clean_vitals(pd.DataFrame([values]), ranges, celsius)
+    out: list[str] = []
+    for name, value in values.items():
+        if not math.isfinite(value):
+            out.append(f"{name}={value} (not a finite number)")
+        elif counts.get(f"{name}_implausible"):
+            low, high = ranges.get(name, DEFAULT_VITAL_RANGES[name])
+            also = " °F, or 30-45 °C" if name == "temperature" and celsius else ""
+            out.append(f"{name}={value:g} (plausible {low:g}-{high:g}{also})")
+    if counts.get("bp_dbp_not_below_sbp"):
+        sbp, dbp = values["sbp"], values["dbp"]
+        out.append(f"sbp={sbp:g} and dbp={dbp:g} (diastolic not below systolic)")
+    return out

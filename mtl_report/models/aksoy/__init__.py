@@ -1,4 +1,5 @@
-"""The Aksoy et al. cross-modal multi-task report model and its preprocessor."""
+"""The Aksoy et al. cross-modal multi-task report model, its preprocessor, and the report
+task that loads a run directory as a preset (:class:`AksoyReportGenerator`)."""
 
 from mtl_report.models.aksoy.aksoy_model import (
     GUIDE_INPUT,
@@ -15,6 +16,7 @@ from mtl_report.models.aksoy.aksoy_preprocessor import (
     raw_ed_columns,
     word_vocabulary,
 )
+from mtl_report.models.aksoy.aksoy_report_generator import AksoyReportGenerator
 
 __all__ = [
     "ED_FIELDS",
@@ -23,6 +25,7 @@ __all__ = [
     "OUTPUT_OF_TASK",
     "AksoyModel",
     "AksoyPreprocessor",
+    "AksoyReportGenerator",
     "build_aksoy_model",
     "complete_inputs",
     "feature_vocabularies",

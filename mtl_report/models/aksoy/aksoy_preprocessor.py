@@ -5,7 +5,7 @@ scaled (:class:`~mtl_report.layers.VitalSignsScaler`), gender and ethnicity grou
 (:class:`~mtl_report.layers.DemographicGrouper`) and looked up in the train vocabulary,
 chief complaint and ICD title normalised (:class:`~mtl_report.layers.ClinicalTextNormalizer`)
 and turned into word ids. tf.data calls it in training and evaluation
-(:func:`mtl_report.inputs.make_dataset`), :class:`~mtl_report.predict.ReportPredictor`
+(:func:`mtl_report.inputs.make_dataset`), :class:`~mtl_report.models.aksoy.AksoyReportGenerator`
 calls it for ``mtl-report generate``, and the SavedModel calls it inside the serving graph:
 there is no second copy to keep equal.
 
