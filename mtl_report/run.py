@@ -116,9 +116,32 @@ def run_finished(root: Path) -> bool:
     return (root / MODEL_FILE).is_file() and not (root / BACKUP_DIR).exists()
 
 
+class _RunFiles:
+    """What every kind of run directory has: a tokenizer and a Keras model file."""
+
+    root: Path
+
+    def tokenizer(self):
+        from mtl_report.text import ReportTokenizer
+
+        return ReportTokenizer.load(self.root / TOKENIZER_DIR)
+
+    def _load_keras_model(self, registering_module: str):
+        """``model.keras``, after importing the module that registers its custom classes."""
+        import importlib
+
+        import keras
+
+        importlib.import_module(registering_module)
+        path = self.root / MODEL_FILE
+        if not path.is_file():
+            raise DataError(f"{self.root}: no trained model ({MODEL_FILE} missing)")
+        return keras.models.load_model(path, compile=False)
+
+
 @dataclass
-class Run:
-    """A loaded run directory."""
+class Run(_RunFiles):
+    """A loaded report run directory."""
 
     root: Path
     model_config: ModelConfig
@@ -146,11 +169,6 @@ class Run:
         return AksoyPreprocessor.from_cleaning(
             self.cleaning, self.vocabularies, self.model_config.text_feature_length
         )
-
-    def tokenizer(self):
-        from mtl_report.text import ReportTokenizer
-
-        return ReportTokenizer.load(self.root / TOKENIZER_DIR)
 
     @property
     def cleaning(self) -> dict:
@@ -202,14 +220,7 @@ class Run:
         return backbone
 
     def load_model(self):
-        import keras
-
-        import mtl_report.models.aksoy  # noqa: F401 - registers the custom classes
-
-        path = self.root / MODEL_FILE
-        if not path.is_file():
-            raise DataError(f"{self.root}: no trained model ({MODEL_FILE} missing)")
-        return keras.models.load_model(path, compile=False)
+        return self._load_keras_model("mtl_report.models.aksoy")
 
 
 def check_run_format(root: Path, info: Mapping, kind: str = REPORT) -> None:
@@ -230,7 +241,7 @@ def write_run_config(root: Path, model_config: ModelConfig, train_config: TrainC
 
 
 @dataclass
-class ClassifierRun:
+class ClassifierRun(_RunFiles):
     """A loaded classifier (RadGen) run directory: ``config.json``, ``model.keras``,
     ``tokenizer/``."""
 
@@ -249,14 +260,5 @@ class ClassifierRun:
     def classes(self) -> tuple[str, ...]:
         return tuple(self.info["classes"])
 
-    def tokenizer(self):
-        from mtl_report.text import ReportTokenizer
-
-        return ReportTokenizer.load(self.root / TOKENIZER_DIR)
-
     def load_model(self):
-        import keras
-
-        import mtl_report.models.radgen  # noqa: F401 - registers the custom classes
-
-        return keras.models.load_model(self.root / MODEL_FILE, compile=False)
+        return self._load_keras_model("mtl_report.models.radgen")
