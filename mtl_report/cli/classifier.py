@@ -80,6 +80,7 @@ def _check_classify_out(args: argparse.Namespace) -> None:
 def cmd_classify(args: argparse.Namespace) -> int:
     _check_classify_out(args)
     from mtl_report import classify
+    from mtl_report.metrics import jsonable
 
     verbose = 0 if args.quiet else 2
     progress = None if args.quiet else _stage
@@ -87,7 +88,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if not args.run:
             raise CLIError("classify evaluate needs --run RUN")
         metrics = classify.evaluate_run(args.run, args.data, args.split, args.out)
-        print(json.dumps(classify._jsonable(metrics), indent=2))
+        print(json.dumps(jsonable(metrics), indent=2))
         return 0
     if args.action == "export":
         if not args.run or not args.out:
@@ -103,7 +104,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         )
         print(f"run: {result.run_dir} ({result.epochs_run} epochs)")
         if result.metrics:
-            print(json.dumps(classify._jsonable(result.metrics["classification"]), indent=2))
+            print(json.dumps(jsonable(result.metrics["classification"]), indent=2))
         return 0
     if args.action == "cv":
         result = classify.cross_validate(
