@@ -46,7 +46,7 @@ class DemoConfig:
 
 
 def _llm_variants(setting: str, echo) -> list[str]:
-    from mtl_report.llm_report.pipeline import parse_variants
+    from mtl_report.llm_report.settings import parse_variants
 
     setting = (setting or "none").strip()
     if setting == "none":

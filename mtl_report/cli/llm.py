@@ -67,7 +67,7 @@ def _chat_model(args: argparse.Namespace):
 def _llm_compare_args(args: argparse.Namespace) -> dict:
     """``compare``'s LLM keywords from ``--llm`` and the language-model flags."""
     from mtl_report.llm_report import LLMReportConfig
-    from mtl_report.llm_report.pipeline import parse_variants
+    from mtl_report.llm_report.settings import parse_variants
 
     if not args.llm:
         return {}

@@ -5,7 +5,9 @@ Findings (a run's findings head, or a dataset's labels) → a structured descrip
 (:mod:`.retrieval`, :mod:`.prompt`, editable ``templates/``) → a chat model, offline
 (llama.cpp, SmolLM2-135M by default) or any OpenAI-compatible endpoint (:mod:`.backends`)
 → a guard rail against contradictions (:mod:`.guard`) → the metrics of ``evaluate``
-(:mod:`.pipeline`).
+(:mod:`.pipeline`). The pipeline's parts: :mod:`.settings`, :mod:`.findings_source`
+(a run's head or a dataset's labels) and :mod:`.generation` (prompting, time budgets,
+failures).
 """
 
 from mtl_report.llm_report.backends import (
@@ -15,13 +17,8 @@ from mtl_report.llm_report.backends import (
     OpenAIChat,
     make_chat_model,
 )
-from mtl_report.llm_report.pipeline import (
-    LABELS,
-    VARIANTS,
-    LLMReportConfig,
-    llm_ablation,
-    llm_report,
-)
+from mtl_report.llm_report.pipeline import llm_ablation, llm_report
+from mtl_report.llm_report.settings import LABELS, VARIANTS, LLMReportConfig
 
 __all__ = [
     "LABELS",

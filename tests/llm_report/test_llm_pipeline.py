@@ -351,7 +351,8 @@ def test_failures_stop_the_run_early_or_past_the_limit(iu_text, tmp_path):
 
 def test_study_budget_spent_is_a_counted_failure(iu_text):
     from mtl_report.llm_report import OpenAIChat
-    from mtl_report.llm_report.pipeline import _findings, _split_records, generate_reports
+    from mtl_report.llm_report.findings_source import _findings, _split_records
+    from mtl_report.llm_report.generation import generate_reports
 
     # study 1: plan and report at once; study 2: the plan takes 0.5 s, the report would too
     cfg = LLMReportConfig(k=0, cot=True, study_budget=0.7, findings_from="labels", limit=2)
