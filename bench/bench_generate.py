@@ -89,7 +89,7 @@ def main() -> None:
     from mtl_report.data.io import load_prepared
     from mtl_report.decoding import DecodingConfig
     from mtl_report.export import export_run
-    from mtl_report.inputs import load_image
+    from mtl_report.image_decoding import load_image
     from mtl_report.models.aksoy import AksoyReportGenerator
     from mtl_report.run import Run
 

@@ -237,7 +237,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from mtl_report.inputs import op_error_reason
+    from mtl_report.image_decoding import op_error_reason
 
     tf.get_logger().setLevel("ERROR")
     t0 = time.perf_counter()

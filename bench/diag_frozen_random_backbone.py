@@ -40,7 +40,7 @@ def main() -> None:
 
     import keras
 
-    from mtl_report.inputs import load_image
+    from mtl_report.image_decoding import load_image
     from mtl_report.models.backbones import build_backbone
 
     keras.utils.set_random_seed(0)

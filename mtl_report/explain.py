@@ -19,7 +19,7 @@ Geometry: the backbone's ``h × w`` feature grid is flattened row by row
 (``keras.layers.Reshape``), so visual vector ``l`` is grid cell ``(l // w, l % w)``, row 0 at
 the top of the image. :meth:`Explanation.region_map` undoes that flattening; the overlay in
 :func:`mtl_report.plots.plot_attention_overlay` stretches the grid over the model's input
-image (the letterboxed ``S × S`` image returned by :func:`mtl_report.inputs.load_image`),
+image (the letterboxed ``S × S`` image returned by :func:`mtl_report.image_decoding.load_image`),
 which is the image the backbone saw.
 """
 
@@ -310,7 +310,7 @@ def explain_image(
             ``gender``, ``ethnicity``); missing values are treated as absent.
         decoding: :class:`~mtl_report.decoding.DecodingConfig` (default: the generator's).
     """
-    from mtl_report.inputs import load_image
+    from mtl_report.image_decoding import load_image
 
     if isinstance(run, AksoyReportGenerator):
         generator = run

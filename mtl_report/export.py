@@ -7,7 +7,7 @@ tensorflow-text, no XLA-only ops, no ``py_function``):
 
 - image bytes (PNG/JPEG/BMP/GIF, gray or RGB, from 32×32 up to ``max_pixels``, 50 MP by
   default, ``export --max-pixels``; the size is read from the header and checked before
-  anything is decoded) → :func:`mtl_report.inputs.decode_image`, the very function the
+  anything is decoded) → :func:`mtl_report.image_decoding.decode_image`, the very function the
   training pipeline and ``mtl-report generate`` use;
 - the ED fields → the run's :class:`~mtl_report.models.aksoy.AksoyPreprocessor`, the layer
   tf.data calls in training: vitals (NaN = missing) through the plausibility ranges, °C
@@ -160,7 +160,7 @@ class ServingGraph:
         size = self.image_size
 
         def decode(item):
-            from mtl_report.inputs import decode_image
+            from mtl_report.image_decoding import decode_image
 
             contents, index = item
             # Every error names the instance: "image_bytes[3]: image too large: ..."
@@ -177,7 +177,7 @@ class ServingGraph:
         return self._predict_fn(tf.reshape(images, [n, size, size, 3]), raw)
 
     def serve_pixels(self, inputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        from mtl_report.inputs import check_image_size, resize_image, to_rgb
+        from mtl_report.image_decoding import check_image_size, resize_image, to_rgb
 
         n, raw = self._check_batch(inputs, "image")
         image = inputs["image"]
@@ -425,7 +425,7 @@ def export_run(
 
     graph = ServingGraph(AksoyReportGenerator(run, decoding), max_pixels)
     if images:
-        from mtl_report.inputs import load_image
+        from mtl_report.image_decoding import load_image
 
         for path in warmup_images:  # fail here, naming the file, not at TF Serving's load
             load_image(path, graph.image_size, max_pixels=graph.max_pixels)

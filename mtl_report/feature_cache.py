@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.data.errors import DataError
-from mtl_report.inputs import IMAGE_PIPELINE_VERSION, read_image
+from mtl_report.image_decoding import IMAGE_PIPELINE_VERSION, read_image
 
 INDEX_FILE = "file_index.json"
 MANIFEST_FILE = "manifest.json"
@@ -110,7 +110,7 @@ class FeatureCache:
     Args:
         directory: cache root (shared by all backbones; created when needed).
         backbone: the frozen image model, float ``(B, S, S, 3)`` in [0, 255] (as
-            :func:`mtl_report.inputs.read_image` yields) → ``(B, H, W, C)``, ``(B, L, C)``
+            :func:`mtl_report.image_decoding.read_image` yields) → ``(B, H, W, C)``, ``(B, L, C)``
             or ``(B, C)``.
         backbone_name: registry name, part of the key (``"efficientnet_b0"``).
         image_size: input side S, part of the key.

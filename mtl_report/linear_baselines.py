@@ -44,8 +44,8 @@ def pixel_features(
     paths: Sequence[str], size: int = PIXEL_SIZE, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
     """``(N, size²)`` float32 grey pixels in [0, 1], read with the network's image loader
-    (:func:`mtl_report.inputs.load_image`: same decoding, letterboxing and size limits)."""
-    from mtl_report.inputs import load_image
+    (:func:`mtl_report.image_decoding.load_image`: same decoding, letterboxing and size limits)."""
+    from mtl_report.image_decoding import load_image
 
     rows = []
     for path in paths:

@@ -22,7 +22,8 @@ from mtl_report.data.errors import DataError
 from mtl_report.data.io import load_prepared, write_prepared
 from mtl_report.data.schema import DEFAULT_FINDINGS, RECORD_COLUMNS, finding_columns
 from mtl_report.feature_cache import FeatureCache, MissingFeaturesError, weights_fingerprint
-from mtl_report.inputs import make_dataset, read_image
+from mtl_report.image_decoding import read_image
+from mtl_report.inputs import make_dataset
 from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
 from mtl_report.text import ReportTokenizer
 

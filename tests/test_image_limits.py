@@ -33,7 +33,7 @@ from serving_helpers import (
 from mtl_report.data.errors import DataError
 from mtl_report.data.images import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE, verify_image, verify_images
 from mtl_report.export import INFO_ASSET, PIXELS_SIGNATURE, SERVING_DEFAULT
-from mtl_report.inputs import decode_image, image_dimensions, image_from_array, load_image
+from mtl_report.image_decoding import decode_image, image_dimensions, image_from_array, load_image
 
 DECLARING = {
     "png": png_declaring,
@@ -146,7 +146,7 @@ def test_load_image_names_the_file_once(tmp_path):
 
 
 def test_training_pipeline_stops_at_a_bomb_naming_the_file(tmp_path):
-    from mtl_report.inputs import read_image
+    from mtl_report.image_decoding import read_image
 
     good, bomb = tmp_path / "good.png", tmp_path / "s42_bomb.png"
     good.write_bytes(encode(xray()))

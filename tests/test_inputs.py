@@ -17,15 +17,14 @@ from mtl_report.data.cohort import CohortLog
 from mtl_report.data.errors import DataError
 from mtl_report.data.io import load_prepared, write_prepared
 from mtl_report.data.schema import DEFAULT_FINDINGS, RECORD_COLUMNS, VITALS, finding_columns
-from mtl_report.inputs import (
+from mtl_report.image_decoding import (
     decode_image,
     image_bytes_ok,
     image_from_array,
     load_image,
-    make_dataset,
-    make_targets,
     read_image,
 )
+from mtl_report.inputs import make_dataset, make_targets
 from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
 from mtl_report.text import ReportTokenizer
 

@@ -93,7 +93,7 @@ def make_classify_dataset(
     """
     import tensorflow as tf
 
-    from mtl_report.inputs import augmentation, read_image
+    from mtl_report.image_decoding import augmentation, read_image
 
     if records.empty:
         raise DataError("no studies to build a dataset from")

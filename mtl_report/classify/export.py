@@ -15,13 +15,13 @@ def export_classifier(run_dir: str | Path, out_dir: str | Path) -> Path:
     ``(None,)`` tf.string (raw report text, ``""`` when there is none: the gate then falls
     back to the image) → ``probabilities`` ``(None, k)`` float32, ``gate`` ``(None, 1)``
     float32 (1 for an image-only model, 0 for a text-only one), ``label`` ``(None,)``
-    tf.string. Image decoding (:func:`mtl_report.inputs.decode_image`) and tokenisation
+    tf.string. Image decoding (:func:`mtl_report.image_decoding.decode_image`) and tokenisation
     (the tokenizer's ``TextVectorization``) are in the graph.
     """
     import keras
     import tensorflow as tf
 
-    from mtl_report.inputs import decode_image
+    from mtl_report.image_decoding import decode_image
 
     classifier = RadGenClassifier.from_preset(run_dir)
     size = classifier.image_size

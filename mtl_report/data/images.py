@@ -12,7 +12,7 @@ Size limits, read from the file header **before** anything is decoded (Pillow's
 20000×20000 pixels, which take ~9 GB to decode: a decompression bomb), one with a side
 under :data:`MIN_IMAGE_SIDE` pixels is ``"too small"`` (a 1×1 image is not a radiograph,
 and must not get a fluent normal report). The same two constants bound the TensorFlow
-decoding of :func:`mtl_report.inputs.decode_image` (training, ``generate``, the SavedModel,
+decoding of :func:`mtl_report.image_decoding.decode_image` (training, ``generate``, the SavedModel,
 where ``mtl-report export --max-pixels`` changes the upper one).
 """
 

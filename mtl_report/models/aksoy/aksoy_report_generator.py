@@ -8,7 +8,7 @@ generate``, ``explain``, ``export`` and the notebooks use the same object, so a 
 generated from, explained and served through one loader.
 
 Preprocessing runs as graph functions shared with training and the SavedModel
-(:func:`mtl_report.inputs.decode_image` and the run's
+(:func:`mtl_report.image_decoding.decode_image` and the run's
 :class:`~mtl_report.models.aksoy.AksoyPreprocessor`), so ``generate`` and TF Serving give the
 same reports, and a batch-1 call costs little more than the backbone's forward pass.
 """
@@ -25,7 +25,7 @@ from keras import ops
 from mtl_report.data.errors import DataError
 from mtl_report.data.schema import VITALS
 from mtl_report.decoding import DecodingConfig, ReportGenerator
-from mtl_report.inputs import decode_image, image_error
+from mtl_report.image_decoding import decode_image, image_error
 from mtl_report.layers.heads import level_probabilities, levels_from_cumulative
 from mtl_report.models.aksoy.aksoy_preprocessor import raw_ed_columns
 from mtl_report.run import Run
@@ -99,7 +99,7 @@ class AksoyReportGenerator:
         return cls(Run.read(Path(run_dir)), decoding)
 
     def load_image(self, path: str | Path) -> np.ndarray:
-        """As :func:`mtl_report.inputs.load_image` (same ops, same errors), traced once.
+        """As :func:`mtl_report.image_decoding.load_image` (same ops, same errors), traced once.
 
         Raises:
             DataError: naming the file when it is missing or cannot be decoded.

@@ -84,7 +84,7 @@ class RadGenClassifier:
         Raises:
             DataError: an image file missing, undecodable or outside the size limits.
         """
-        from mtl_report.inputs import load_image
+        from mtl_report.image_decoding import load_image
 
         reports = [""] * len(image_paths) if reports is None else list(reports)
         if len(reports) != len(image_paths):
