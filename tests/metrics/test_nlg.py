@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtl_report.metrics import nlg
+from mtl_report.metrics import meteor, nlg
 from mtl_report.metrics.nlg import (
     TEXT_METRIC_KEYS,
     bertscore,
@@ -147,21 +147,21 @@ def test_meteor_jar_is_kept_between_calls_with_the_same_scores(iu_pairs, monkeyp
     """The jar starts once (about 5 s) and answers later calls; its answers do not depend
     on what it scored before; it stops after METEOR_IDLE_S idle seconds."""
     hyps, refs = iu_pairs
-    nlg._stop_meteor()
+    meteor._stop_meteor()
     fresh = nlg.meteor_score(hyps, refs)
-    process = nlg._METEOR["process"]
+    process = meteor._METEOR["process"]
     assert process is not None and process.proc.poll() is None
     nlg.meteor_score(refs[::-1], hyps[::-1])  # another round in between
     again = nlg.meteor_score(hyps, refs)
-    assert nlg._METEOR["process"] is process  # the same jar answered
+    assert meteor._METEOR["process"] is process  # the same jar answered
     assert again[0] == fresh[0]
     np.testing.assert_array_equal(again[1], fresh[1])
-    monkeypatch.setattr(nlg, "METEOR_IDLE_S", 0.2)
+    monkeypatch.setattr(meteor, "METEOR_IDLE_S", 0.2)
     nlg.meteor_score(hyps[:2], refs[:2])
     deadline = time.monotonic() + 10
     while process.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert nlg._METEOR["process"] is None and process.proc.poll() is not None
+    assert meteor._METEOR["process"] is None and process.proc.poll() is not None
 
 
 @pytest.mark.parametrize(
@@ -171,11 +171,11 @@ def test_meteor_jar_is_kept_between_calls_with_the_same_scores(iu_pairs, monkeyp
 def test_meteor_stalled_or_broken_jar_is_none_with_warning(monkeypatch, script, message):
     # Stand-ins for a Meteor process that hangs or dies: never block, never raise.
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/usr/bin/java")
-    monkeypatch.setattr(nlg, "_METEOR_CMD", [sys.executable, "-c", script])
+    monkeypatch.setattr(meteor, "_METEOR_CMD", [sys.executable, "-c", script])
     with pytest.warns(RuntimeWarning, match=message):
         corpus, each = nlg.meteor_score(["a |||\n b"], ["a b"], timeout=2, normalize=False)
     assert corpus is None and each is None
-    assert nlg._METEOR["process"] is None  # a failed jar is stopped, never asked again
+    assert meteor._METEOR["process"] is None  # a failed jar is stopped, never asked again
 
 
 def test_meteor_without_java_is_none_with_warning(monkeypatch):
