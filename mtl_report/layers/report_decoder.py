@@ -6,9 +6,11 @@ import keras
 import keras_hub
 from keras import ops
 
+from mtl_report.layers.token_transformer import TokenTransformer
+
 
 @keras.saving.register_keras_serializable(package="mtl_report")
-class ReportDecoder(keras.layers.Layer):
+class ReportDecoder(TokenTransformer):
     """Token + position embedding → ``num_layers`` transformer decoder blocks → vocabulary.
 
     Each block (``keras_hub.layers.TransformerDecoder``) has causal + padding-masked
@@ -24,35 +26,22 @@ class ReportDecoder(keras.layers.Layer):
     the report length instead of quadratically.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_length: int,
-        hidden_dim: int,
-        num_heads: int,
-        intermediate_dim: int,
-        num_layers: int = 1,
-        dropout: float = 0.1,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.max_length = max_length
-        self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.num_layers = num_layers
-        self.dropout = dropout
-        self.token_embedding = keras.layers.Embedding(vocab_size, hidden_dim, name="tokens")
-        self.position_embedding = keras_hub.layers.PositionEmbedding(max_length, name="positions")
+    def __init__(self, *args, **kwargs):  # the arguments of TokenTransformer
+        super().__init__(*args, **kwargs)
+        self.token_embedding = keras.layers.Embedding(
+            self.vocab_size, self.hidden_dim, name="tokens"
+        )
+        self.position_embedding = keras_hub.layers.PositionEmbedding(
+            self.max_length, name="positions"
+        )
         self.embedding_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")
         self.blocks = [
             keras_hub.layers.TransformerDecoder(
-                intermediate_dim, num_heads, dropout=dropout, name=f"decoder_{i}"
+                self.intermediate_dim, self.num_heads, dropout=self.dropout, name=f"decoder_{i}"
             )
-            for i in range(num_layers)
+            for i in range(self.num_layers)
         ]
-        self.logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+        self.logits = keras.layers.Dense(self.vocab_size, dtype="float32", name="logits")
 
     def build(self, token_ids_shape, memory_shape=None, condition_shape=None):
         seq_shape = (*token_ids_shape, self.hidden_dim)
@@ -147,16 +136,3 @@ class ReportDecoder(keras.layers.Layer):
 
     def compute_output_shape(self, token_ids_shape, memory_shape=None, condition_shape=None):
         return (*token_ids_shape, self.vocab_size)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            vocab_size=self.vocab_size,
-            max_length=self.max_length,
-            hidden_dim=self.hidden_dim,
-            num_heads=self.num_heads,
-            intermediate_dim=self.intermediate_dim,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-        )
-        return config

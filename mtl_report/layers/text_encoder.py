@@ -6,9 +6,11 @@ import keras
 import keras_hub
 from keras import ops
 
+from mtl_report.layers.token_transformer import TokenTransformer
+
 
 @keras.saving.register_keras_serializable(package="mtl_report")
-class ReportTextEncoder(keras.layers.Layer):
+class ReportTextEncoder(TokenTransformer):
     """Token + position embedding → ``num_layers`` padding-masked transformer encoders.
 
     The tokens are the word-level ids of :class:`mtl_report.text.ReportTokenizer` (0 =
@@ -24,34 +26,17 @@ class ReportTextEncoder(keras.layers.Layer):
         num_layers: number of blocks.
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        max_length: int,
-        hidden_dim: int,
-        num_heads: int,
-        intermediate_dim: int,
-        num_layers: int = 1,
-        dropout: float = 0.1,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.vocab_size = vocab_size
-        self.max_length = max_length
-        self.hidden_dim = hidden_dim
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.num_layers = num_layers
-        self.dropout = dropout
+    def __init__(self, *args, **kwargs):  # the arguments of TokenTransformer
+        super().__init__(*args, **kwargs)
         self.embedding = keras_hub.layers.TokenAndPositionEmbedding(
-            vocab_size, max_length, hidden_dim, name="embedding"
+            self.vocab_size, self.max_length, self.hidden_dim, name="embedding"
         )
         self.embedding_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="embedding_norm")
         self.blocks = [
             keras_hub.layers.TransformerEncoder(
-                intermediate_dim, num_heads, dropout=dropout, name=f"encoder_{i}"
+                self.intermediate_dim, self.num_heads, dropout=self.dropout, name=f"encoder_{i}"
             )
-            for i in range(num_layers)
+            for i in range(self.num_layers)
         ]
 
     def build(self, token_ids_shape):
@@ -78,16 +63,3 @@ class ReportTextEncoder(keras.layers.Layer):
             keras.KerasTensor((*shape, self.hidden_dim), dtype=self.compute_dtype),
             keras.KerasTensor(shape, dtype="bool"),
         )
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            vocab_size=self.vocab_size,
-            max_length=self.max_length,
-            hidden_dim=self.hidden_dim,
-            num_heads=self.num_heads,
-            intermediate_dim=self.intermediate_dim,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-        )
-        return config
