@@ -127,6 +127,10 @@ class TrainConfig:
         preset: name of the training set-up (``mtl_report.presets``).
         alpha, beta, gamma: weights of the text, acuity and findings losses.
         uncertainty_weighting: learn the task weights (Kendall et al. 2018) instead.
+        deterministic: run TensorFlow's ops deterministically while this run trains
+            (``tf.config.experimental.enable_op_determinism``), so that the same seed, data
+            and machine give the same weights and metrics twice; recorded in
+            ``config.json``.
     """
 
     preset: str = "mtl_tp"
@@ -144,6 +148,7 @@ class TrainConfig:
     mixed_precision: bool = False
     augment: bool = False
     jit_compile: bool | str = "auto"
+    deterministic: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

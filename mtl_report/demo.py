@@ -43,6 +43,9 @@ class DemoConfig:
     #: BERTScore model for Table 1: "packaged" (the eval extra's small MiniLM, when
     #: installed), a local model directory, or None.
     bertscore_model: str | None = "packaged"
+    #: Deterministic TensorFlow ops in every set-up's training (``--deterministic``): two
+    #: demos into fresh folders on one machine write the same tables.
+    deterministic: bool = True
 
 
 def _llm_variants(setting: str, echo) -> list[str]:
@@ -149,6 +152,7 @@ def run_demo(
         epochs=config.epochs,
         learning_rate=config.learning_rate,
         batch_size=config.batch_size,
+        deterministic=config.deterministic,
         llm=llm,
         chat_model=chat_model,
         bertscore_model=bertscore_model,

@@ -16,6 +16,7 @@ finished model from epoch 0 nor change a half-trained model's architecture or ta
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -24,7 +25,7 @@ import math
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -84,6 +85,28 @@ def strategy_for(devices: Sequence[str] | None = None) -> tf.distribute.Strategy
 def set_seeds(seed: int) -> None:
     """Python, NumPy and TensorFlow seeds (``keras.utils.set_random_seed``)."""
     keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def op_determinism(enabled: bool) -> Iterator[None]:
+    """Deterministic TensorFlow ops inside the block (``enable_op_determinism``), when
+    ``enabled``; the process's previous setting afterwards.
+
+    Why scoped: the switch is process-wide, and a notebook or test process that trains one
+    deterministic run should not have every later computation changed behind its back. TF
+    has no public way back, so the private ``disable_op_determinism`` restores it where it
+    exists (TF 2.9 and later); elsewhere determinism stays on after the run.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    was_on = getattr(tf_config, "is_op_determinism_enabled", lambda: False)()
+    if enabled and not was_on:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if enabled and not was_on and hasattr(tf_config, "disable_op_determinism"):
+            tf_config.disable_op_determinism()
 
 
 #: Frozen backbones already loaded in this process (see :func:`load_backbone`).
@@ -407,129 +430,134 @@ def train(
             raise DataError(f"{run_dir}: holds an interrupted run; pass --resume to continue it")
         raise DataError(f"{run_dir}: not empty (choose another --out)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    set_seeds(train_config.seed)
-    if train_config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    with op_determinism(train_config.deterministic):
+        set_seeds(train_config.seed)
+        if train_config.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
 
-    from mtl_report.inputs import make_dataset
-    from mtl_report.text import ReportTokenizer
+        from mtl_report.inputs import make_dataset
+        from mtl_report.text import ReportTokenizer
 
-    tokenizer = ReportTokenizer(max_length=model_config.max_report_length).fit(
-        train_rec["report"].tolist()
-    )
-    tokenizer.save(run_dir / TOKENIZER_DIR)
-    from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
-
-    vocabularies = feature_vocabularies(train_rec, ds.cleaning, model_config.text_feature_vocab)
-    preprocessor = AksoyPreprocessor.from_cleaning(
-        ds.cleaning, vocabularies, model_config.text_feature_length
-    )
-    vocabulary_sizes = {**preprocessor.vocabulary_sizes(), "report": tokenizer.vocab_size}
-    vocabularies["report_vocab_size"] = tokenizer.vocab_size
-    (run_dir / VOCAB_FILE).write_text(json.dumps(vocabularies, indent=2) + "\n")
-
-    features = prepare_features(ds, model_config, cache_dir, progress=verbose != 0)
-    (run_dir / CLEANING_FILE).write_text(json.dumps(ds.cleaning, indent=2) + "\n")
-    if features is not None:
-        # The run carries its backbone, so generate/export never depend on the cache.
-        features.backbone.save_weights(run_dir / BACKBONE_FILE)
-    common = dict(
-        tokenizer=tokenizer,
-        preprocessor=preprocessor,
-        batch_size=train_config.batch_size,
-        image_size=model_config.image_size,
-        features=features,
-        seed=train_config.seed,
-    )
-    train_data = make_dataset(ds, "train", shuffle=True, augment=train_config.augment, **common)
-    has_val = not ds.split("val").empty
-    val_data = make_dataset(ds, "val", shuffle=False, **common) if has_val else None
-
-    steps_per_epoch = math.ceil(len(train_rec) / train_config.batch_size)
-    total_steps = steps_per_epoch * train_config.epochs
-    strategy = strategy_for(devices)
-    with strategy.scope():
-        from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model
-
-        feature_shape = features.feature_shape if features is not None else None
-        model = build_aksoy_model(model_config, vocabulary_sizes, train_config, feature_shape)
-        schedule = LinearWarmup(
-            train_config.learning_rate, int(train_config.warmup_fraction * total_steps)
+        tokenizer = ReportTokenizer(max_length=model_config.max_report_length).fit(
+            train_rec["report"].tolist()
         )
-        optimizer = (
-            keras.optimizers.AdamW(schedule, weight_decay=train_config.weight_decay)
-            if train_config.weight_decay
-            else keras.optimizers.Adam(schedule)
+        tokenizer.save(run_dir / TOKENIZER_DIR)
+        from mtl_report.models.aksoy import AksoyPreprocessor, feature_vocabularies
+
+        vocabularies = feature_vocabularies(train_rec, ds.cleaning, model_config.text_feature_vocab)
+        preprocessor = AksoyPreprocessor.from_cleaning(
+            ds.cleaning, vocabularies, model_config.text_feature_length
         )
-        model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
+        vocabulary_sizes = {**preprocessor.vocabulary_sizes(), "report": tokenizer.vocab_size}
+        vocabularies["report_vocab_size"] = tokenizer.vocab_size
+        (run_dir / VOCAB_FILE).write_text(json.dumps(vocabularies, indent=2) + "\n")
 
-    inputs_wanted = set(model.input)
-    outputs_wanted = set(model.output)
+        features = prepare_features(ds, model_config, cache_dir, progress=verbose != 0)
+        # Whether that built a backbone (drawing random numbers) or found one already
+        # loaded, the model below starts from the same random state: the same seed gives
+        # the same run, first in a process or not.
+        set_seeds(train_config.seed)
+        (run_dir / CLEANING_FILE).write_text(json.dumps(ds.cleaning, indent=2) + "\n")
+        if features is not None:
+            # The run carries its backbone, so generate/export never depend on the cache.
+            features.backbone.save_weights(run_dir / BACKBONE_FILE)
+        common = dict(
+            tokenizer=tokenizer,
+            preprocessor=preprocessor,
+            batch_size=train_config.batch_size,
+            image_size=model_config.image_size,
+            features=features,
+            seed=train_config.seed,
+        )
+        train_data = make_dataset(ds, "train", shuffle=True, augment=train_config.augment, **common)
+        has_val = not ds.split("val").empty
+        val_data = make_dataset(ds, "val", shuffle=False, **common) if has_val else None
 
-    def select(x, y):
-        if GUIDE_INPUT in inputs_wanted:  # teacher forcing: the decoder is told the labels
-            x = {**x, GUIDE_INPUT: y["findings"]}
-        return {k: v for k, v in x.items() if k in inputs_wanted}, {
-            k: v for k, v in y.items() if k in outputs_wanted
+        steps_per_epoch = math.ceil(len(train_rec) / train_config.batch_size)
+        total_steps = steps_per_epoch * train_config.epochs
+        strategy = strategy_for(devices)
+        with strategy.scope():
+            from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model
+
+            feature_shape = features.feature_shape if features is not None else None
+            model = build_aksoy_model(model_config, vocabulary_sizes, train_config, feature_shape)
+            schedule = LinearWarmup(
+                train_config.learning_rate, int(train_config.warmup_fraction * total_steps)
+            )
+            optimizer = (
+                keras.optimizers.AdamW(schedule, weight_decay=train_config.weight_decay)
+                if train_config.weight_decay
+                else keras.optimizers.Adam(schedule)
+            )
+            model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
+
+        inputs_wanted = set(model.input)
+        outputs_wanted = set(model.output)
+
+        def select(x, y):
+            if GUIDE_INPUT in inputs_wanted:  # teacher forcing: the decoder is told the labels
+                x = {**x, GUIDE_INPUT: y["findings"]}
+            return {k: v for k, v in x.items() if k in inputs_wanted}, {
+                k: v for k, v in y.items() if k in outputs_wanted
+            }
+
+        train_data = train_data.map(select)
+        val_data = val_data.map(select) if val_data is not None else None
+        write_run_config(
+            run_dir,
+            model_config,
+            train_config,
+            preset=preset,
+            data={
+                "root": str(ds.root),
+                "source": ds.metadata.get("source"),
+                "synthetic": ds.metadata.get("synthetic", False),
+                "n_train": len(train_rec),
+            },
+            seeds={"train": train_config.seed, "data": ds.metadata.get("seed")},
+            feature_shape=feature_shape,
+            text_only=bool(ds.metadata.get("text_only", False)),
+            tokenizer_stats=tokenizer.stats,
+        )
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=train_config.epochs,
+            callbacks=[*_callbacks(run_dir, train_config, resume, has_val), *extra_callbacks],
+            verbose=verbose,
+            shuffle=False,
+        )
+        # The whole run's history: the CSV also holds the epochs before a resume (History only
+        # the epochs of this call).
+        hist = read_history(run_dir / HISTORY_CSV) or {
+            k: [float(v) for v in vals] for k, vals in history.history.items()
         }
-
-    train_data = train_data.map(select)
-    val_data = val_data.map(select) if val_data is not None else None
-    write_run_config(
-        run_dir,
-        model_config,
-        train_config,
-        preset=preset,
-        data={
-            "root": str(ds.root),
-            "source": ds.metadata.get("source"),
-            "synthetic": ds.metadata.get("synthetic", False),
-            "n_train": len(train_rec),
-        },
-        seeds={"train": train_config.seed, "data": ds.metadata.get("seed")},
-        feature_shape=feature_shape,
-        text_only=bool(ds.metadata.get("text_only", False)),
-        tokenizer_stats=tokenizer.stats,
-    )
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=train_config.epochs,
-        callbacks=[*_callbacks(run_dir, train_config, resume, has_val), *extra_callbacks],
-        verbose=verbose,
-        shuffle=False,
-    )
-    # The whole run's history: the CSV also holds the epochs before a resume (History only
-    # the epochs of this call).
-    hist = read_history(run_dir / HISTORY_CSV) or {
-        k: [float(v) for v in vals] for k, vals in history.history.items()
-    }
-    if model.uncertainty_weighting:
-        hist["learned_task_weights"] = model.learned_task_weights()
-    if val_data is not None and "findings" in model.output:
-        thresholds = tune_findings_thresholds(model, val_data, model_config.findings)
-        (run_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
-        if model_config.findings_guidance:
-            # At inference the decoder is told the head's findings at these cut-offs.
-            cut = [thresholds["findings"][f] for f in model_config.findings]
-            model.parts.findings_guide.set_thresholds(cut)
-    # EarlyStopping restored the best weights; save the final model (with the guidance
-    # cut-offs) explicitly so the run directory holds it even when no epoch improved on a
-    # checkpoint.
-    model.save(run_dir / MODEL_FILE)
-    # Last: history.json marks the run finished (run_finished); only then is the backup,
-    # which a kill before this point resumes from, removed.
-    _write_json_atomic(run_dir / HISTORY_FILE, hist)
-    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
-    epochs_run = len(hist.get("loss", []))
-    return TrainResult(
-        run_dir=run_dir,
-        history=hist,
-        model=model,
-        epochs_run=epochs_run,
-        preset=preset,
-        initial_epoch=history.epoch[0] if history.epoch else epochs_run,
-    )
+        if model.uncertainty_weighting:
+            hist["learned_task_weights"] = model.learned_task_weights()
+        if val_data is not None and "findings" in model.output:
+            thresholds = tune_findings_thresholds(model, val_data, model_config.findings)
+            (run_dir / THRESHOLDS_FILE).write_text(json.dumps(thresholds, indent=2) + "\n")
+            if model_config.findings_guidance:
+                # At inference the decoder is told the head's findings at these cut-offs.
+                cut = [thresholds["findings"][f] for f in model_config.findings]
+                model.parts.findings_guide.set_thresholds(cut)
+        # EarlyStopping restored the best weights; save the final model (with the guidance
+        # cut-offs) explicitly so the run directory holds it even when no epoch improved on a
+        # checkpoint.
+        model.save(run_dir / MODEL_FILE)
+        # Last: history.json marks the run finished (run_finished); only then is the backup,
+        # which a kill before this point resumes from, removed.
+        _write_json_atomic(run_dir / HISTORY_FILE, hist)
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
+        epochs_run = len(hist.get("loss", []))
+        return TrainResult(
+            run_dir=run_dir,
+            history=hist,
+            model=model,
+            epochs_run=epochs_run,
+            preset=preset,
+            initial_epoch=history.epoch[0] if history.epoch else epochs_run,
+        )
 
 
 def _check_same_data(run_dir: Path, saved: Run, ds: PreparedDataset) -> None:

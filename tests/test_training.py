@@ -439,3 +439,37 @@ def test_frozen_backbone_is_loaded_once_per_weights_file(tmp_path):
     assert reloaded is not first
     for a, b in zip(reloaded.weights, other.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_deterministic_training_repeats_exactly_and_is_scoped_to_the_run(iu_dataset, tmp_path):
+    """--deterministic: two runs with the same seed and data give the same history and
+    weights; op determinism is on while a run trains and off again afterwards."""
+    from tensorflow.python.framework import config as tf_config
+
+    from mtl_report.training import op_determinism, train
+
+    assert not tf_config.is_op_determinism_enabled()
+    with op_determinism(True):
+        assert tf_config.is_op_determinism_enabled()
+    assert not tf_config.is_op_determinism_enabled()
+
+    results = [
+        train(
+            iu_dataset,
+            tmp_path / name,
+            "mtl_tp",
+            model_config=ModelConfig(**SMALL),
+            epochs=2,
+            batch_size=4,
+            learning_rate=1e-3,
+            verbose=0,
+            deterministic=True,
+        )
+        for name in ("a", "b")
+    ]
+    assert not tf_config.is_op_determinism_enabled()
+    info = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert info["train"]["deterministic"] is True
+    assert results[0].history == results[1].history
+    for a, b in zip(results[0].model.weights, results[1].model.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

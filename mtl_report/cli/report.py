@@ -39,6 +39,8 @@ def _train_overrides(args: argparse.Namespace) -> dict:
         out["mixed_precision"] = True
     if getattr(args, "augment", False):
         out["augment"] = True
+    if getattr(args, "deterministic", False):
+        out["deterministic"] = True
     return out
 
 
@@ -67,6 +69,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--gamma", type=float, help="findings loss weight")
     t.add_argument("--mixed-precision", action="store_true", help="mixed_float16")
     t.add_argument("--augment", action="store_true", help="image augmentation (fine-tuning)")
+    t.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic TensorFlow ops: the same seed, data and machine give the same "
+        "weights and metrics twice (recorded in config.json)",
+    )
     t.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
 
 
@@ -327,6 +335,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         epochs=args.epochs,
         image_size=args.image_size,
+        deterministic=args.deterministic,
         export=not args.no_export,
         llm=args.llm,
         bertscore_model=None if args.bertscore_model == "none" else args.bertscore_model,
@@ -495,6 +504,12 @@ def add_use_parsers(sub) -> None:
     p.add_argument("--epochs", type=int, default=10, help="epochs per set-up (10)")
     p.add_argument("--image-size", type=int, default=128, help="backbone input size (128)")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    p.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="deterministic TensorFlow ops, so a second demo writes the same tables (on)",
+    )
     p.add_argument(
         "--llm",
         default="auto",
