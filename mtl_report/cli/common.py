@@ -83,3 +83,12 @@ def _check_utf8_arguments(args: argparse.Namespace) -> None:
                     f"{name}: {os.fsencode(text)!r} is not valid UTF-8 ({fix}; paths and text "
                     "are stored in Parquet/JSON and read by TensorFlow, which take UTF-8 only)"
                 ) from None
+
+
+def add_bertscore_arg(p: argparse.ArgumentParser) -> None:
+    """``--bertscore-model`` of the commands that score reports (one help text for all)."""
+    p.add_argument(
+        "--bertscore-model",
+        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
+        "'packaged' (the eval extra's small MiniLM); never downloaded",
+    )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mtl_report.cli.common import CLIError, _progress_factory
+from mtl_report.cli.common import CLIError, _progress_factory, add_bertscore_arg
 
 
 def _llm_config(args: argparse.Namespace):
@@ -198,11 +198,7 @@ def add_llm_parser(sub) -> None:
     p.add_argument("--no-context", action="store_true", help="leave complaint/vitals out")
     p.add_argument("--npv", type=float, default=0.95, help="NPV an 'absent' needs on val (0.95)")
     _add_llm_backend_args(p)
-    p.add_argument(
-        "--bertscore-model",
-        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
-        "'packaged' (the eval extra's small MiniLM); never downloaded",
-    )
+    add_bertscore_arg(p)
     p.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_llm_report)

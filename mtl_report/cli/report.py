@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mtl_report.cli.common import CLIError, _progress_factory
+from mtl_report.cli.common import CLIError, _progress_factory, add_bertscore_arg
 from mtl_report.cli.llm import _add_llm_backend_args, _llm_compare_args
 from mtl_report.presets import DEFAULT_COMPARISON
 
@@ -383,11 +383,7 @@ def add_training_parsers(sub) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--out", type=Path, help="metrics file (default RUN/metrics_<split>.json)")
-    p.add_argument(
-        "--bertscore-model",
-        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
-        "'packaged' (the eval extra's small MiniLM); never downloaded",
-    )
+    add_bertscore_arg(p)
     p.add_argument("--cache-dir", type=Path, help="feature cache (default DATA/.feature_cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_decoding_args(p)
@@ -408,11 +404,7 @@ def add_training_parsers(sub) -> None:
     )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="(test)")
-    p.add_argument(
-        "--bertscore-model",
-        help="BERTScore model: a local directory (roberta-large, Bio-ClinicalBERT...) or "
-        "'packaged' (the eval extra's small MiniLM); never downloaded",
-    )
+    add_bertscore_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--llm",
