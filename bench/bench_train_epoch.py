@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.config import ModelConfig
-from mtl_report.models.aksoy import ED_FIELDS, AksoyPreprocessor, build_aksoy_model
+from mtl_report.models.aksoy import ED_FIELDS, AksoyPreprocessor, build_aksoy_model, compile_for
 from mtl_report.models.backbones import build_backbone
 from mtl_report.presets import get_preset
 from mtl_report.data.schema import VITALS
@@ -103,7 +103,7 @@ def main() -> None:
     )
     sizes = {**preprocessor.vocabulary_sizes(), "report": args.vocab}
     model = build_aksoy_model(model_config, sizes, train_config, (49, 1280))
-    model.compile(optimizer=keras.optimizers.Adam(3e-5), jit_compile=jit)
+    compile_for(model, train_config, keras.optimizers.Adam(3e-5), jit_compile=jit)
 
     t0 = time.perf_counter()
     model.fit(data.take(2), epochs=1, verbose=0)  # tracing, excluded from the epoch time

@@ -81,13 +81,13 @@ class ReportGenerator:
 
     def __init__(self, model: keras.Model, start_id: int, end_id: int, config=None):
         if "report" not in model.output:
-            raise ValueError("this model has no report head (preset without the text task)")
+            raise ValueError("this model has no report head (set-up without the text task)")
         self.model = model
         self.config = config or DecodingConfig()
         self.start_id = int(start_id)
         self.end_id = int(end_id)
         self.sampler = sampler_for(self.config, self.start_id, self.end_id)
-        self.max_length = int(self.config.max_length or model.model_config.max_report_length - 1)
+        self.max_length = int(self.config.max_length or model.max_report_length - 1)
         #: The inputs generation reads: the model's, without the teacher-forced tokens.
         self.input_names = [k for k in model.input if k != "report_tokens"]
         self.generate_graph = tf.function(self._generate_graph, reduce_retracing=True)

@@ -137,13 +137,13 @@ def attention_layers(model) -> dict[str, object]:
     ``decoder_cross_<i>`` (ReportDecoder blocks, only with a text head): the underlying
     ``keras.layers.MultiHeadAttention`` objects.
     """
-    parts = model.parts
+    backbone, decoder = model.backbone, model.heads.report_decoder
     layers: dict[str, object] = {}
-    for i, block in enumerate(parts.visual_encoder.blocks):
+    for i, block in enumerate(backbone.visual_encoder.blocks):
         layers[f"visual_self_{i}"] = block._self_attention_layer
-    layers["cross_modal"] = parts.cross_attention.attention
-    if parts.report_decoder is not None:
-        for i, block in enumerate(parts.report_decoder.blocks):
+    layers["cross_modal"] = backbone.cross_attention.attention
+    if decoder is not None:
+        for i, block in enumerate(decoder.blocks):
             layers[f"decoder_cross_{i}"] = block._cross_attention_layer
     return layers
 
@@ -290,7 +290,7 @@ def _token_mask(model, x) -> np.ndarray:
     """``(batch, K)`` which unified-data tokens are present (the block's own mask)."""
     from mtl_report.models.aksoy import ED_INPUTS
 
-    _, mask = model.parts.unified_data(*(x[k] for k in ED_INPUTS), training=False)
+    _, mask = model.backbone.unified_data(*(x[k] for k in ED_INPUTS), training=False)
     return np.asarray(mask, dtype=bool)
 
 

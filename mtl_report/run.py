@@ -47,7 +47,8 @@ HISTORY_CSV = "history.csv"
 BACKUP_DIR = "backup"
 #: Version of the report run-directory layout this package reads and writes. 2: the model
 #: takes numbers and the preprocessor (``cleaning.json`` + ``vocabularies.json``) makes them.
-RUN_FORMAT = 2
+#: 3: ``model.keras`` holds an ``AksoyModel`` task over an ``AksoyBackbone``.
+RUN_FORMAT = 3
 REPORT, CLASSIFIER = "report", "classifier"
 #: Layout version read and written per kind of run (classifier runs: config.json, model.keras,
 #: tokenizer/, history and metrics; unchanged since the first version).

@@ -477,7 +477,7 @@ def train(
         total_steps = steps_per_epoch * train_config.epochs
         strategy = strategy_for(devices)
         with strategy.scope():
-            from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model
+            from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model, compile_for
 
             feature_shape = features.feature_shape if features is not None else None
             model = build_aksoy_model(model_config, vocabulary_sizes, train_config, feature_shape)
@@ -489,7 +489,7 @@ def train(
                 if train_config.weight_decay
                 else keras.optimizers.Adam(schedule)
             )
-            model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
+            compile_for(model, train_config, optimizer, jit_compile=train_config.jit_compile)
 
         inputs_wanted = set(model.input)
         outputs_wanted = set(model.output)
@@ -540,7 +540,7 @@ def train(
             if model_config.findings_guidance:
                 # At inference the decoder is told the head's findings at these cut-offs.
                 cut = [thresholds["findings"][f] for f in model_config.findings]
-                model.parts.findings_guide.set_thresholds(cut)
+                model.heads.findings_guide.set_thresholds(cut)
         # EarlyStopping restored the best weights; save the final model (with the guidance
         # cut-offs) explicitly so the run directory holds it even when no epoch improved on a
         # checkpoint.

@@ -427,6 +427,11 @@ def test_wrong_json_types_are_rejected_as_tf_serving_does(session, images, chang
         rest_to_feeds(json.dumps(body), session.signatures)
 
 
+def _vocabulary_sizes(run) -> dict:
+    """``build_aksoy_model``'s vocabulary sizes of a run, as training computes them."""
+    return {**run.preprocessor().vocabulary_sizes(), "report": run.tokenizer().vocab_size}
+
+
 @pytest.mark.slow
 def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images):
     """stl_findings: no decoder, no acuity head → only ``findings_probs`` is served."""
@@ -441,7 +446,7 @@ def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images)
     stl = tmp_path / "stl"
     shutil.copytree(run_dir, stl, ignore=shutil.ignore_patterns("logs"))
     mc, tc = get_preset("stl_findings", run.model_config)
-    vocab = run.load_model().vocabulary_sizes
+    vocab = _vocabulary_sizes(run)
     model = build_aksoy_model(
         mc, vocab, tc, tuple(run.load_model().input["image_features"].shape[1:])
     )
@@ -473,7 +478,7 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
     shutil.copytree(run_dir, guided, ignore=shutil.ignore_patterns("logs"))
     mc, tc = get_preset("mtl_tp_guided", run.model_config)
     shape = tuple(run.load_model().input["image_features"].shape[1:])
-    model = build_aksoy_model(mc, run.load_model().vocabulary_sizes, tc, shape)
+    model = build_aksoy_model(mc, _vocabulary_sizes(run), tc, shape)
     model.get_layer("findings_tokens").set_thresholds([0.3] * 5)
     model.save(guided / "model.keras")
     info = json.loads((guided / "config.json").read_text())

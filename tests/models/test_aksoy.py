@@ -10,7 +10,8 @@ from model_helpers import FEATURE_SHAPE, PREPROCESSOR, SIZES, batch
 
 from mtl_report.config import ConfigError, ModelConfig
 from mtl_report.data.schema import VITALS
-from mtl_report.models.aksoy import ED_INPUTS, build_aksoy_model, complete_inputs
+from mtl_report.losses import TASK_LOSSES
+from mtl_report.models.aksoy import ED_INPUTS, AksoyBackbone, build_aksoy_model, complete_inputs
 from mtl_report.presets import PRESETS, expand, get_preset
 
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
@@ -98,7 +99,7 @@ def test_absent_modalities_are_masked_not_crashing():
     out = model(x, training=False)
     for v in out.values():
         assert np.isfinite(v.numpy()).all()
-    _, mask = model.get_layer("unified_data")(*(x[k] for k in ED_INPUTS))
+    _, mask = model.backbone.unified_data(*(x[k] for k in ED_INPUTS))
     assert mask.numpy().tolist() == [[True, False, False, False, False]] * 3
 
 
@@ -147,3 +148,81 @@ def test_model_config_validation():
         ModelConfig(hidden_dim=10, num_heads=3)
     with pytest.raises(ConfigError, match="tasks"):
         ModelConfig(tasks=("poetry",))
+
+
+def _backbone(**overrides):
+    kwargs = dict(
+        gender_vocabulary_size=SIZES["gender"],
+        ethnicity_vocabulary_size=SIZES["ethnicity"],
+        chief_complaint_vocabulary_size=SIZES["chief_complaint"],
+        icd_title_vocabulary_size=SIZES["icd_title"],
+        text_feature_length=16,
+        hidden_dim=24,
+        num_heads=3,
+        intermediate_dim=32,
+        num_shared_layers=2,
+        feature_shape=FEATURE_SHAPE,
+    )
+    return AksoyBackbone(**{**kwargs, **overrides})
+
+
+def test_backbone_takes_numbers_and_gives_one_vector_per_image_region():
+    backbone = _backbone()
+    x, _ = batch(3)
+    memory = backbone({k: x[k] for k in backbone.input})
+    assert tuple(memory.shape) == (3, FEATURE_SHAPE[0], 24)
+    assert set(backbone.input) == {"image_features", *ED_INPUTS}  # no strings, no labels
+    config = backbone.get_config()
+    assert config["num_shared_layers"] == 2 and config["feature_shape"] == FEATURE_SHAPE
+    again = AksoyBackbone.from_config(config)
+    assert again.get_config() == config
+    assert again.count_params() == backbone.count_params()
+
+
+def test_backbone_needs_exactly_one_image_source():
+    with pytest.raises(ValueError, match="either feature_shape"):
+        _backbone(feature_shape=None)
+    encoder = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Reshape((16, 48))])
+    with pytest.raises(ValueError, match="either feature_shape"):
+        _backbone(image_encoder=encoder)
+    fine_tuned = _backbone(feature_shape=None, image_encoder=encoder, image_size=16)
+    assert set(fine_tuned.input) == {"image", *ED_INPUTS}
+
+
+def test_task_weights_are_given_at_compile_and_weight_the_loss():
+    keras.utils.set_random_seed(0)
+    model = build("mtl_tp")
+    x, y = batch(6)
+    pred = model(x, training=False)
+    parts = {}
+    for task in ("text", "acuity", "findings"):
+        key, loss_fn = TASK_LOSSES[task]
+        parts[task] = float(loss_fn(y[key], pred[key]))
+    model.compile(optimizer="adam", task_weights={"text": 1.0, "acuity": 0.5, "findings": 0.25})
+    expected = parts["text"] + 0.5 * parts["acuity"] + 0.25 * parts["findings"]
+    assert float(model.compute_loss(x, y, pred)) == pytest.approx(expected, rel=1e-5)
+    model.compile(optimizer="adam")  # default: equal weights
+    assert float(model.compute_loss(x, y, pred)) == pytest.approx(sum(parts.values()), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("preset", "weights", "message"),
+    [
+        ("mtl_tp", {"text": 1.0, "acuity": 0.5}, "do not fit"),  # a head without weight
+        ("stl_text", {"text": 1.0, "findings": 0.5}, "do not fit"),  # a weight without head
+        ("mtl_uw", {"text": 1.0, "acuity": 1.0, "findings": 1.0}, "learns its task weights"),
+    ],
+)
+def test_task_weights_that_cannot_train_the_model_fail_at_compile(preset, weights, message):
+    model = build(preset)
+    with pytest.raises(ValueError, match=message):
+        model.compile(optimizer="adam", task_weights=weights)
+
+
+def test_compiled_model_reloads_with_its_task_weights(tmp_path):
+    model = build("mtl_tp")
+    weights = {"text": 1.0, "acuity": 0.5, "findings": 0.25}
+    model.compile(optimizer="adam", task_weights=weights)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert again.compiled and again.task_weights == weights

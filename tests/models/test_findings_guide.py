@@ -121,7 +121,7 @@ def test_guided_model_reloads_with_identical_outputs_and_thresholds(trained, tmp
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.models.load_model(path, compile=False)
-    assert again.model_config.findings_guidance
+    assert again.findings_guidance
     np.testing.assert_allclose(
         again.get_layer("findings_tokens").thresholds.numpy(), [0.2, 0.3, 0.4, 0.6, 0.7]
     )
