@@ -16,7 +16,6 @@ finished model from epoch 0 nor change a half-trained model's architecture or ta
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
@@ -25,7 +24,7 @@ import math
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,7 +51,13 @@ from mtl_report.run import (
     run_finished,
     write_run_config,
 )
-from mtl_report.schedules import LinearWarmup
+from mtl_report.workflows.fit import (
+    op_determinism,
+    precision_policy,
+    set_seeds,
+    strategy_for,
+    warmup_optimizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,44 +74,6 @@ class TrainResult:
     epochs_run: int
     preset: str = "mtl_tp"
     initial_epoch: int = 0
-
-
-def strategy_for(devices: Sequence[str] | None = None) -> tf.distribute.Strategy:
-    """MirroredStrategy over ``devices`` or over all GPUs when there are several; else the
-    default (single-device) strategy."""
-    if devices:
-        return tf.distribute.MirroredStrategy(list(devices))
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def set_seeds(seed: int) -> None:
-    """Python, NumPy and TensorFlow seeds (``keras.utils.set_random_seed``)."""
-    keras.utils.set_random_seed(seed)
-
-
-@contextlib.contextmanager
-def op_determinism(enabled: bool) -> Iterator[None]:
-    """Deterministic TensorFlow ops inside the block (``enable_op_determinism``), when
-    ``enabled``; the process's previous setting afterwards.
-
-    Why scoped: the switch is process-wide, and a notebook or test process that trains one
-    deterministic run should not have every later computation changed behind its back. TF
-    has no public way back, so the private ``disable_op_determinism`` restores it where it
-    exists (TF 2.9 and later); elsewhere determinism stays on after the run.
-    """
-    from tensorflow.python.framework import config as tf_config
-
-    was_on = getattr(tf_config, "is_op_determinism_enabled", lambda: False)()
-    if enabled and not was_on:
-        tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if enabled and not was_on and hasattr(tf_config, "disable_op_determinism"):
-            tf_config.disable_op_determinism()
 
 
 #: Frozen backbones already loaded in this process (see :func:`load_backbone`).
@@ -430,10 +397,8 @@ def train(
             raise DataError(f"{run_dir}: holds an interrupted run; pass --resume to continue it")
         raise DataError(f"{run_dir}: not empty (choose another --out)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with op_determinism(train_config.deterministic):
+    with op_determinism(train_config.deterministic), precision_policy(train_config.mixed_precision):
         set_seeds(train_config.seed)
-        if train_config.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
 
         from mtl_report.inputs import make_dataset
         from mtl_report.text import ReportTokenizer
@@ -481,13 +446,10 @@ def train(
 
             feature_shape = features.feature_shape if features is not None else None
             model = build_aksoy_model(model_config, vocabulary_sizes, train_config, feature_shape)
-            schedule = LinearWarmup(
-                train_config.learning_rate, int(train_config.warmup_fraction * total_steps)
-            )
-            optimizer = (
-                keras.optimizers.AdamW(schedule, weight_decay=train_config.weight_decay)
-                if train_config.weight_decay
-                else keras.optimizers.Adam(schedule)
+            optimizer = warmup_optimizer(
+                train_config.learning_rate,
+                int(train_config.warmup_fraction * total_steps),
+                weight_decay=train_config.weight_decay,
             )
             compile_for(model, train_config, optimizer, jit_compile=train_config.jit_compile)
 

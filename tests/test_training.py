@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -198,7 +199,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from mtl_report.config import ModelConfig
-    from mtl_report.training import strategy_for, train
+    from mtl_report.training import train
+    from mtl_report.workflows.fit import strategy_for
     devices = ["/cpu:0", "/cpu:1"]
     assert strategy_for(devices).num_replicas_in_sync == 2
     result = train(sys.argv[1], sys.argv[2], "mtl_eq", model_config=ModelConfig(**{small}),
@@ -446,7 +448,8 @@ def test_deterministic_training_repeats_exactly_and_is_scoped_to_the_run(iu_data
     weights; op determinism is on while a run trains and off again afterwards."""
     from tensorflow.python.framework import config as tf_config
 
-    from mtl_report.training import op_determinism, train
+    from mtl_report.training import train
+    from mtl_report.workflows.fit import op_determinism
 
     assert not tf_config.is_op_determinism_enabled()
     with op_determinism(True):
@@ -473,3 +476,28 @@ def test_deterministic_training_repeats_exactly_and_is_scoped_to_the_run(iu_data
     assert results[0].history == results[1].history
     for a, b in zip(results[0].model.weights, results[1].model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_mixed_precision_run_computes_in_float16_and_leaves_the_process_in_float32(
+    iu_dataset, tmp_path
+):
+    """--mixed-precision: the run's layers compute in float16 with float32 weights and
+    outputs, and the global policy is float32 again afterwards (it once stayed mixed, so
+    every later model of a notebook silently computed in float16)."""
+    from mtl_report.training import train
+
+    before = keras.mixed_precision.global_policy().name
+    result = train(
+        iu_dataset,
+        tmp_path / "mixed",
+        "mtl_tp",
+        model_config=ModelConfig(**SMALL),
+        epochs=1,
+        batch_size=4,
+        verbose=0,
+        mixed_precision=True,
+    )
+    assert keras.mixed_precision.global_policy().name == before
+    assert result.model.backbone.visual_encoder.compute_dtype == "float16"
+    assert all(w.dtype == "float32" for w in result.model.weights)
+    assert np.isfinite(result.history["loss"]).all()

@@ -31,6 +31,7 @@ from mtl_report.metrics.classification import (
 )
 from mtl_report.models.radgen import RadGenConfig
 from mtl_report.run import CLASSIFIER, MODEL_FILE, TOKENIZER_DIR, write_run_info
+from mtl_report.workflows.fit import precision_policy, set_seeds, warmup_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,6 @@ def train_classifier(
     import keras
 
     from mtl_report.models.radgen import build_radgen_model
-    from mtl_report.schedules import LinearWarmup
     from mtl_report.text import ReportTokenizer
 
     model_config = model_config or RadGenConfig()
@@ -188,11 +188,8 @@ def train_classifier(
     if train_rec.empty:
         raise DataError(f"{ds.root}: no studies in the train split")
     run_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(train_config.seed)
-    previous_policy = keras.mixed_precision.global_policy()
-    if train_config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    set_seeds(train_config.seed)
+    with precision_policy(train_config.mixed_precision):
         tokenizer = ReportTokenizer(
             max_length=model_config.max_report_length, min_count=train_config.min_count
         ).fit(train_rec["report"].fillna("").astype(str).tolist())
@@ -229,14 +226,13 @@ def train_classifier(
         val_data = make_classify_dataset(val_rec, classes, **common) if len(val_rec) else None
 
         steps = math.ceil(len(train_rec) / train_config.batch_size)
-        schedule = LinearWarmup(
+        optimizer = warmup_optimizer(
             train_config.learning_rate,
             round(train_config.warmup_epochs * steps),
             total_steps=train_config.epochs * steps,
-            decay=train_config.cosine_decay,
-        )
-        optimizer = keras.optimizers.AdamW(
-            schedule, weight_decay=train_config.weight_decay, clipnorm=train_config.clipnorm
+            cosine_decay=train_config.cosine_decay,
+            weight_decay=train_config.weight_decay,
+            clipnorm=train_config.clipnorm,
         )
         model.compile(optimizer=optimizer, jit_compile=train_config.jit_compile)
         # Build the optimizer over every variable once, so unfreezing keeps its state.
@@ -310,6 +306,4 @@ def train_classifier(
             )
             metrics["split"] = eval_split
             _write_json(run_dir / "metrics.json", metrics)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
     return ClassifyResult(run_dir, hist, model, metrics, len(hist.get("loss", [])))

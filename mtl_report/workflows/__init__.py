@@ -1,0 +1,1 @@
+"""Workflows shared by both models (:mod:`mtl_report.workflows.fit`)."""
