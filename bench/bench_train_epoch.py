@@ -31,7 +31,7 @@ import tensorflow as tf
 from mtl_report.config import ModelConfig
 from mtl_report.models.aksoy import ED_FIELDS, AksoyPreprocessor, build_aksoy_model, compile_for
 from mtl_report.models.backbones import build_backbone
-from mtl_report.presets import get_preset
+from mtl_report.models.aksoy.aksoy_setups import get_setup
 from mtl_report.data.schema import VITALS
 
 
@@ -80,7 +80,7 @@ def main() -> None:
     keras.utils.set_random_seed(0)
 
     x, y = synthetic_batch_source(args.studies, args.vocab)
-    model_config, train_config = get_preset("mtl_tp", ModelConfig())
+    model_config, train_config = get_setup("mtl_tp", ModelConfig())
     preprocessor = AksoyPreprocessor(
         minmax={v: [0.0, 200.0] for v in VITALS},
         gender_vocabulary=["F", "M", "unknown"],

@@ -2,7 +2,7 @@
 
 Writes into ``out``::
 
-    runs/<preset>_seed<k>/          one run directory per set-up and seed
+    runs/<setup>_seed<k>/          one run directory per set-up and seed
     table1_report_generation.md/.csv   BLEU-1..4, METEOR, ROUGE-L, CIDEr, BERTScore
     table2_clinical_efficacy.md/.csv   P / R / F1 of findings mentioned in the reports
     table3_findings.md/.csv            findings head: P, R, F1 micro/macro, Hamming, exact match
@@ -31,7 +31,7 @@ from mtl_report.baselines import constant_baseline, nearest_neighbour_baseline
 from mtl_report.config import ModelConfig, TrainConfig
 from mtl_report.data.io import load_prepared
 from mtl_report.evaluate import predict_split, read_predictions, score_predictions, score_run
-from mtl_report.presets import DEFAULT_COMPARISON, expand
+from mtl_report.models.aksoy.aksoy_setups import DEFAULT_COMPARISON, expand_setups
 from mtl_report.run import MODEL_FILE, Run, run_finished
 from mtl_report.training import prepare_features, train
 
@@ -76,7 +76,7 @@ def _write_table(df: pd.DataFrame, out: Path, name: str, title: str) -> str:
 def compare(
     data: str | Path,
     out: str | Path,
-    presets: str | Sequence[str] = DEFAULT_COMPARISON,
+    setups: str | Sequence[str] = DEFAULT_COMPARISON,
     seeds: int = 1,
     *,
     model_config: ModelConfig | None = None,
@@ -92,7 +92,7 @@ def compare(
     chat_model=None,
     **overrides,
 ) -> dict:
-    """Train every preset ``seeds`` times, evaluate on ``split``, write the tables.
+    """Train every set-up ``seeds`` times, evaluate on ``split``, write the tables.
 
     ``decoding_study`` adds Table 5: repeated-trigram rate and BLEU of one text run under
     greedy, greedy with trigram blocking and beam search (:mod:`mtl_report.decoding_study`).
@@ -110,7 +110,7 @@ def compare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_prepared(Path(data))
-    names = expand(presets)
+    names = expand_setups(setups)
     records = ds.split(split)
     results: dict[str, list[dict]] = {}
     per_study: dict[str, list[pd.DataFrame]] = {}
@@ -150,7 +150,7 @@ def compare(
             results.setdefault(name, []).append(metrics)
             per_study.setdefault(name, []).append(table)
 
-    # Baselines on the same split (features of the first preset's backbone).
+    # Baselines on the same split (features of the first set-up's backbone).
     base_cfg = Run.read(out / "runs" / f"{names[0]}_seed0").model_config
     features = prepare_features(ds, base_cfg, cache_dir, progress=False)
     train_rec = ds.split("train")
@@ -351,7 +351,7 @@ def _write_outputs(
     report = "\n".join(parts)
     (out / "comparison.md").write_text(report)
     summary = {
-        "presets": names,
+        "setups": names,
         "llm": list(llm_labels),
         "results": results,
         "ttests": ttests.to_dict("records") if not ttests.empty else [],

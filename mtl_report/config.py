@@ -61,7 +61,7 @@ class ModelConfig:
             "absent" vector per finding in its memory and their sum added to its word
             embeddings (the labels in training, the findings head's thresholded prediction
             at inference; :class:`~mtl_report.layers.FindingsGuide`). Needs the text and
-            findings heads. Not in the paper; preset ``mtl_tp_guided``.
+            findings heads. Not in the paper; set-up ``mtl_tp_guided``.
     """
 
     tasks: tuple[str, ...] = TASKS
@@ -124,7 +124,7 @@ class TrainConfig:
     restoring the best weights.
 
     Attributes:
-        preset: name of the training set-up (``mtl_report.presets``).
+        setup: name of the training set-up (``mtl_report.models.aksoy.aksoy_setups``).
         alpha, beta, gamma: weights of the text, acuity and findings losses.
         uncertainty_weighting: learn the task weights (Kendall et al. 2018) instead.
         deterministic: run TensorFlow's ops deterministically while this run trains
@@ -133,7 +133,7 @@ class TrainConfig:
             ``config.json``.
     """
 
-    preset: str = "mtl_tp"
+    setup: str = "mtl_tp"
     alpha: float = 1.0
     beta: float = 0.5
     gamma: float = 0.25
@@ -183,12 +183,12 @@ def check_consistent(model: ModelConfig, train: TrainConfig) -> None:
     for task, weight in weights.items():
         if task in model.tasks and weight == 0 and not train.uncertainty_weighting:
             raise ConfigError(
-                f"task {task!r} has a head but weight 0 (preset {train.preset}); "
+                f"task {task!r} has a head but weight 0 (set-up {train.setup}); "
                 f"drop it from tasks or give it a weight"
             )
         if task not in model.tasks and weight > 0:
             raise ConfigError(
-                f"weight {weight} for task {task!r}, which preset {train.preset} does not "
+                f"weight {weight} for task {task!r}, which set-up {train.setup} does not "
                 f"build (tasks {list(model.tasks)}); set it to 0"
             )
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mtl_report.data.errors import DataError
-from mtl_report.presets import DEFAULT_COMPARISON
+from mtl_report.models.aksoy.aksoy_setups import DEFAULT_COMPARISON
 
 
 @dataclass
@@ -29,7 +29,7 @@ class DemoConfig:
 
     studies: int = 1200
     seed: int = 0
-    presets: str = DEFAULT_COMPARISON
+    setups: str = DEFAULT_COMPARISON
     seeds: int = 1
     epochs: int = 10
     learning_rate: float = 1e-3
@@ -138,14 +138,14 @@ def run_demo(
     bertscore_model = _bertscore_model(config.bertscore_model, echo)
 
     echo(
-        f"mtl-report demo: training {config.presets} ({config.seeds} seed(s), "
+        f"mtl-report demo: training {config.setups} ({config.seeds} seed(s), "
         f"{config.epochs} epochs, {config.image_size} px, lr {config.learning_rate:g}) "
         f"into {compare_dir}"
     )
     result = compare(
         data,
         compare_dir,
-        presets=config.presets,
+        setups=config.setups,
         seeds=config.seeds,
         model_config=ModelConfig(image_size=config.image_size),
         verbose=verbose,

@@ -222,7 +222,7 @@ def evaluate(
     pred = predict_split(run, ds, split, decoding, batch_size, cache_dir, progress=progress)
     metrics, table = score_run(run, ds, split, pred, bertscore_model)
     metrics["split"] = split
-    metrics["preset"] = run.info.get("preset")
+    metrics["setup"] = run.info.get("setup")
     metrics["synthetic"] = bool(ds.metadata.get("synthetic", False))
     out = Path(out) if out else run.root / f"metrics_{split}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -458,7 +458,7 @@ def export_run(
         (assets / FINDINGS_ASSET).write_text("\n".join(graph.findings) + "\n", encoding="utf-8")
         info = {
             "run": str(Path(run_dir).resolve()),
-            "preset": run.info.get("preset"),
+            "setup": run.info.get("setup"),
             "outputs": graph.outputs,
             "findings": graph.findings if "findings_probs" in graph.outputs else [],
             "acuity_levels": list(range(1, N_ACUITY_LEVELS + 1)),

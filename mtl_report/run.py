@@ -10,7 +10,7 @@ layout is refused with a one-line reason.
 
 A report run directory holds::
 
-    config.json          model + train config, preset, data reference, seeds, versions
+    config.json          model + train config, set-up, data reference, seeds, versions
     vocabularies.json    ED-feature vocabularies (categories, complaint / ICD words)
     cleaning.json        the dataset's fitted cleaning transform (vital scaling, categories)
     backbone.weights.h5  the frozen backbone's weights (when features were cached)

@@ -35,7 +35,7 @@ import tensorflow as tf
 from mtl_report.config import ConfigError, ModelConfig, TrainConfig
 from mtl_report.data.errors import DataError
 from mtl_report.data.io import PreparedDataset, load_prepared
-from mtl_report.presets import get_preset
+from mtl_report.models.aksoy.aksoy_setups import get_setup
 from mtl_report.run import (
     BACKBONE_FILE,
     BACKUP_DIR,
@@ -66,13 +66,13 @@ log = logging.getLogger(__name__)
 class TrainResult:
     """What :func:`train` did. ``history`` and ``epochs_run`` cover the whole run, also the
     epochs before a resume; ``initial_epoch`` is where this call started (0 unless resumed);
-    ``preset`` is the run's own (on a resume, the one it was started with)."""
+    ``setup`` is the run's own (on a resume, the one it was started with)."""
 
     run_dir: Path
     history: dict
     model: keras.Model
     epochs_run: int
-    preset: str = "mtl_tp"
+    setup: str = "mtl_tp"
     initial_epoch: int = 0
 
 
@@ -212,11 +212,11 @@ def _callbacks(run_dir: Path, train_config: TrainConfig, resume: bool, has_val: 
     ]
 
 
-#: Config fields a preset or the dataset sets: not the caller's to compare on a resume
-#: (a preset difference is reported as ``--preset``; alpha/beta/gamma given explicitly as
+#: Config fields a set-up or the dataset sets: not the caller's to compare on a resume
+#: (a set-up difference is reported as ``--preset``; alpha/beta/gamma given explicitly as
 #: overrides still are compared).
 _DERIVED_MODEL_FIELDS = frozenset({"tasks", "findings", "findings_guidance"})
-_DERIVED_TRAIN_FIELDS = frozenset({"preset", "alpha", "beta", "gamma", "uncertainty_weighting"})
+_DERIVED_TRAIN_FIELDS = frozenset({"setup", "alpha", "beta", "gamma", "uncertainty_weighting"})
 #: Command-line spelling of config fields whose flag is not simply ``--field-name``.
 _FLAGS = {"fine_tune_backbone": "--fine-tune"}
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))
@@ -239,7 +239,7 @@ def _same(a, b) -> bool:
 
 def resume_conflicts(
     saved: Run,
-    preset: str | None,
+    setup: str | None,
     model_config: ModelConfig | None,
     train_config: TrainConfig | None,
     model_overrides: Mapping,
@@ -248,14 +248,14 @@ def resume_conflicts(
     """The settings asked for that differ from the run's ``config.json``, one phrase each
     (``"--epochs 5 differs from the run's 10"``); empty when the resume may go ahead.
 
-    Only what the caller gave is compared: ``preset`` when not None, each override, and the
-    fields of a config object passed in (less those the preset or the dataset set). A
+    Only what the caller gave is compared: ``setup`` when not None, each override, and the
+    fields of a config object passed in (less those the set-up or the dataset set). A
     command line passes only the flags the user typed, so argparse defaults never count.
     """
     out: list[str] = []
-    saved_preset = saved.info.get("preset", saved.train_config.preset)
-    if preset is not None and preset != saved_preset:
-        out.append(f"--preset {preset} differs from the run's {saved_preset}")
+    saved_setup = saved.info.get("setup", saved.train_config.setup)
+    if setup is not None and setup != saved_setup:
+        out.append(f"--preset {setup} differs from the run's {saved_setup}")
     checks: list[tuple[str, object, object]] = []
     for given, saved_cfg, derived, overrides in (
         (model_config, saved.model_config, _DERIVED_MODEL_FIELDS, model_overrides),
@@ -318,7 +318,7 @@ def _write_json_atomic(path: Path, data) -> None:
 def train(
     data: str | Path | PreparedDataset,
     out: str | Path,
-    preset: str | None = None,
+    setup: str | None = None,
     *,
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
@@ -329,16 +329,16 @@ def train(
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     **overrides,
 ) -> TrainResult:
-    """Train a preset on a prepared dataset and write a run directory.
+    """Train a set-up on a prepared dataset and write a run directory.
 
     Args:
         data: prepared dataset directory (or a loaded one).
         out: run directory (created; with ``resume`` an interrupted run in it continues).
-        preset: training set-up (``mtl_report.presets``; default ``mtl_tp``, or on a resume
-            the run's own).
-        model_config, train_config: base configs; the preset sets tasks and weights.
+        setup: training set-up (``mtl_report.models.aksoy.aksoy_setups``; default
+            ``mtl_tp``, or on a resume the run's own).
+        model_config, train_config: base configs; the set-up sets tasks and weights.
         resume: continue the interrupted run in ``out`` with its saved configuration.
-            Settings given here (``preset``, config objects, overrides) must equal the
+            Settings given here (``setup``, config objects, overrides) must equal the
             saved ones: a difference is an error naming each, never silently ignored.
         overrides: train-config fields (``epochs=3``, ``batch_size=8``, ``alpha=...``) or
             model-config fields (``hidden_dim=64``, ``image_size=128``); None means unset.
@@ -349,7 +349,7 @@ def train(
     Raises:
         DataError: ``out`` holds a finished run and ``resume`` is set ("already finished;
             nothing to resume"), or an interrupted run and ``resume`` is not set.
-        ConfigError: unknown preset, inconsistent settings, or (``resume``) settings that
+        ConfigError: unknown set-up, inconsistent settings, or (``resume``) settings that
             differ from the run's.
     """
     run_dir = Path(out)
@@ -364,7 +364,7 @@ def train(
         # half-trained model nor be silently ignored.
         saved = Run.read(run_dir)
         conflicts = resume_conflicts(
-            saved, preset, model_config, train_config, model_overrides, overrides
+            saved, setup, model_config, train_config, model_overrides, overrides
         )
         if conflicts:
             raise ConfigError(
@@ -372,17 +372,17 @@ def train(
                 "(omit them to continue the run as it was started, or train a new run "
                 "into another --out)"
             )
-        preset, model_config, train_config = (
-            saved.info.get("preset", saved.train_config.preset),
+        setup, model_config, train_config = (
+            saved.info.get("setup", saved.train_config.setup),
             saved.model_config,
             saved.train_config,
         )
         overrides, model_overrides = {}, {}
-    preset = preset or "mtl_tp"
+    setup = setup or "mtl_tp"
     if model_overrides:
         model_config = replace(model_config or ModelConfig(), **model_overrides)
     # Configuration problems surface before any data is read or any training starts.
-    model_config, train_config = get_preset(preset, model_config, train_config, **overrides)
+    model_config, train_config = get_setup(setup, model_config, train_config, **overrides)
     ds = data if isinstance(data, PreparedDataset) else load_prepared(Path(data))
     if ds.kind != "report":
         raise DataError(f"{ds.root}: a {ds.kind} dataset cannot train the multi-task model")
@@ -469,7 +469,7 @@ def train(
             run_dir,
             model_config,
             train_config,
-            preset=preset,
+            setup=setup,
             data={
                 "root": str(ds.root),
                 "source": ds.metadata.get("source"),
@@ -517,7 +517,7 @@ def train(
             history=hist,
             model=model,
             epochs_run=epochs_run,
-            preset=preset,
+            setup=setup,
             initial_epoch=history.epoch[0] if history.epoch else epochs_run,
         )
 

@@ -10,13 +10,13 @@ from model_helpers import FEATURE_SHAPE, SIZES, assert_greedy_matches_recomputat
 from mtl_report.config import ModelConfig
 from mtl_report.decoding import DecodingConfig, ReportGenerator
 from mtl_report.models.aksoy import build_aksoy_model
-from mtl_report.presets import get_preset
+from mtl_report.models.aksoy.aksoy_setups import get_setup
 from mtl_report.samplers import banned_ngram_tokens
 
 
 def _model():
     keras.utils.set_random_seed(1)
-    mc, tc = get_preset(
+    mc, tc = get_setup(
         "mtl_tp", ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=16)
     )
     return build_aksoy_model(mc, SIZES, tc, FEATURE_SHAPE)

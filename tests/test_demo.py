@@ -20,7 +20,7 @@ TINY = DemoConfig(
     studies=100,
     epochs=1,
     image_size=64,
-    presets="stl,mtl_tp",
+    setups="stl,mtl_tp",
     batch_size=16,
     export=False,
     llm="none",
@@ -123,7 +123,7 @@ def test_llm_rows_join_the_comparison_tables(demo, tmp_path):
     result = compare(
         out / "data",
         compare_dir,
-        presets=TINY.presets,
+        setups=TINY.setups,
         llm=["icil_cot"],
         chat_model=fake,
         verbose=0,
@@ -149,7 +149,7 @@ def test_llm_rows_join_the_comparison_tables(demo, tmp_path):
     again = compare(
         out / "data",
         compare_dir,
-        presets=TINY.presets,
+        setups=TINY.setups,
         llm=["icil_cot"],
         chat_model=Refuses(),
         verbose=0,

@@ -22,7 +22,7 @@ from mtl_report.explain import (
 )
 from mtl_report.layers.unified_data import TOKEN_NAMES
 from mtl_report.models.aksoy import build_aksoy_model
-from mtl_report.presets import get_preset
+from mtl_report.models.aksoy.aksoy_setups import get_setup
 from mtl_report.text import ReportTokenizer
 
 GRID = (4, 4)
@@ -35,9 +35,9 @@ def tokenizer():
     return ReportTokenizer(max_length=SMALL.max_report_length).fit(REPORTS)
 
 
-def _model(preset: str, tokenizer):
+def _model(setup: str, tokenizer):
     keras.utils.set_random_seed(0)
-    model_config, train_config = get_preset(preset, SMALL)
+    model_config, train_config = get_setup(setup, SMALL)
     sizes = {**SIZES, "report": tokenizer.vocab_size}
     return build_aksoy_model(model_config, sizes, train_config, (GRID[0] * GRID[1], 32))
 
@@ -171,7 +171,7 @@ def untrained_run(tmp_path_factory, tokenizer):
     run = tmp_path_factory.mktemp("explain") / "run"
     run.mkdir()
     keras.utils.set_random_seed(0)
-    config, train_config = get_preset(
+    config, train_config = get_setup(
         "mtl_tp", ModelConfig(**{**SMALL.to_dict(), "image_size": 128})
     )
     build_backbone(config.backbone, config.image_size).save_weights(run / BACKBONE_FILE)
@@ -187,7 +187,7 @@ def untrained_run(tmp_path_factory, tokenizer):
     shape = feature_shape(config.backbone, config.image_size)
     sizes = {**SIZES, "report": tokenizer.vocab_size}
     build_aksoy_model(config, sizes, train_config, shape).save(run / MODEL_FILE)
-    write_run_config(run, config, train_config, preset="mtl_tp", feature_shape=shape)
+    write_run_config(run, config, train_config, setup="mtl_tp", feature_shape=shape)
     return run
 
 

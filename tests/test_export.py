@@ -439,13 +439,13 @@ def test_presets_without_a_task_leave_its_outputs_out(run_dir, tmp_path, images)
 
     from mtl_report.export import ServingGraph
     from mtl_report.models.aksoy import AksoyReportGenerator, build_aksoy_model
-    from mtl_report.presets import get_preset
+    from mtl_report.models.aksoy.aksoy_setups import get_setup
     from mtl_report.run import Run
 
     run = Run.read(run_dir)
     stl = tmp_path / "stl"
     shutil.copytree(run_dir, stl, ignore=shutil.ignore_patterns("logs"))
-    mc, tc = get_preset("stl_findings", run.model_config)
+    mc, tc = get_setup("stl_findings", run.model_config)
     vocab = _vocabulary_sizes(run)
     model = build_aksoy_model(
         mc, vocab, tc, tuple(run.load_model().input["image_features"].shape[1:])
@@ -470,13 +470,13 @@ def test_a_findings_guided_model_serves_with_the_findings_from_its_own_head(
 
     from mtl_report.export import ServingGraph
     from mtl_report.models.aksoy import AksoyReportGenerator, build_aksoy_model
-    from mtl_report.presets import get_preset
+    from mtl_report.models.aksoy.aksoy_setups import get_setup
     from mtl_report.run import Run
 
     run = Run.read(run_dir)
     guided = tmp_path / "guided"
     shutil.copytree(run_dir, guided, ignore=shutil.ignore_patterns("logs"))
-    mc, tc = get_preset("mtl_tp_guided", run.model_config)
+    mc, tc = get_setup("mtl_tp_guided", run.model_config)
     shape = tuple(run.load_model().input["image_features"].shape[1:])
     model = build_aksoy_model(mc, _vocabulary_sizes(run), tc, shape)
     model.get_layer("findings_tokens").set_thresholds([0.3] * 5)

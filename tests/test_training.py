@@ -64,7 +64,7 @@ def test_run_directory_holds_everything_to_evaluate_elsewhere(trained_run):
         assert (run / name).is_file(), name
     assert not (run / "backup").exists()
     info = json.loads((run / "config.json").read_text())
-    assert info["preset"] == "mtl_tp" and info["seeds"]["train"] == 0
+    assert info["setup"] == "mtl_tp" and info["seeds"]["train"] == 0
     history = json.loads((run / "history.json").read_text())
     assert len(history["loss"]) == result.epochs_run == 3
     assert {"text_loss", "acuity_loss", "findings_loss", "val_loss"} <= set(history)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mtl_report.cli.common import CLIError, _progress_factory, add_bertscore_arg
 from mtl_report.cli.llm import _add_llm_backend_args, _llm_compare_args
-from mtl_report.presets import DEFAULT_COMPARISON
+from mtl_report.models.aksoy.aksoy_setups import DEFAULT_COMPARISON
 
 
 def _model_overrides(args: argparse.Namespace) -> dict:
@@ -107,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(
         args.data,
         args.out,
-        args.preset,
+        args.setup,
         resume=args.resume,
         cache_dir=args.cache_dir,
         verbose=0 if args.quiet else "auto",
@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = {k: v[-1] for k, v in result.history.items() if isinstance(v, list) and v}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(last.items()))
     resumed = f" (resumed at epoch {result.initial_epoch})" if result.initial_epoch else ""
-    print(f"trained {result.preset} for {result.epochs_run} epoch(s){resumed} -> {result.run_dir}")
+    print(f"trained {result.setup} for {result.epochs_run} epoch(s){resumed} -> {result.run_dir}")
     print(f"last epoch: {shown}")
     return 0
 
@@ -151,7 +151,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare(
         args.data,
         args.out,
-        presets=args.presets,
+        setups=args.setups,
         seeds=args.seeds,
         split=args.split,
         model_config=_model_config(args),
@@ -331,7 +331,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(
         studies=args.studies,
         seed=args.seed,
-        presets=args.presets,
+        setups=args.setups,
         seeds=args.seeds,
         epochs=args.epochs,
         image_size=args.image_size,
@@ -357,12 +357,14 @@ def add_training_parsers(sub) -> None:
     """``train``, ``evaluate``, ``compare``."""
     p = sub.add_parser(
         "train",
-        help="train a training set-up (preset) on a prepared dataset",
-        description="Train the Aksoy multi-task model with a preset (stl_text, stl_acuity, "
+        help="train a training set-up on a prepared dataset",
+        description="Train the Aksoy multi-task model with a set-up (stl_text, stl_acuity, "
         "stl_findings, mtl_eq, mtl_tp, mtl_uw, mtl_tp_guided) and write a run directory.",
     )
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
-    p.add_argument("--preset", help="training set-up (mtl_tp; with --resume the run's)")
+    p.add_argument(
+        "--preset", dest="setup", help="training set-up (mtl_tp; with --resume the run's)"
+    )
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument(
         "--resume",
@@ -392,13 +394,14 @@ def add_training_parsers(sub) -> None:
     p = sub.add_parser(
         "compare",
         help="STL vs MTL-EQ vs MTL-TP (vs MTL-UW) over seeds, with baselines",
-        description="Train each preset K times, evaluate, and write the paper's Tables 1-4, "
+        description="Train each set-up K times, evaluate, and write the paper's Tables 1-4, "
         "paired t-tests and qualitative examples as Markdown and CSV.",
     )
     p.add_argument("--data", type=Path, required=True, help="prepared dataset directory")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument(
         "--presets",
+        dest="setups",
         default=DEFAULT_COMPARISON,
         help=f"comma-separated set-ups ({DEFAULT_COMPARISON})",
     )
@@ -490,7 +493,10 @@ def add_use_parsers(sub) -> None:
     p.add_argument("--studies", type=int, default=1200, help="synthetic studies (1200)")
     p.add_argument("--seed", type=int, default=0, help="data seed (0)")
     p.add_argument(
-        "--presets", default=DEFAULT_COMPARISON, help=f"set-ups to compare ({DEFAULT_COMPARISON})"
+        "--presets",
+        dest="setups",
+        default=DEFAULT_COMPARISON,
+        help=f"set-ups to compare ({DEFAULT_COMPARISON})",
     )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per set-up (1)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per set-up (10)")

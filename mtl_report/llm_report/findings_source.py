@@ -66,7 +66,7 @@ def findings_from_run(
     model = run.load_model()
     if "findings" not in model.output:
         raise DataError(
-            f"{run_dir}: the model has no findings head (preset {run.info.get('preset')}); "
+            f"{run_dir}: the model has no findings head (set-up {run.info.get('setup')}); "
             "use a multi-task or stl_findings run, or --findings-from labels"
         )
     if list(run.model_config.findings) != list(ds.findings):

@@ -153,7 +153,7 @@ def llm_report(
         table[f"{column}_given"] = sources.vectors[:, j]
     metrics.update(
         split=split,
-        preset=config.label,
+        setup=config.label,
         synthetic=bool(ds.metadata.get("synthetic", False)),
         llm={
             **model.describe(),

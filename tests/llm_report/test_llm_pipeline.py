@@ -45,7 +45,7 @@ def test_reports_prompts_and_metrics_in_the_evaluate_format(iu_text, tmp_path):
         iu_text, out, split="test", config=LLMReportConfig(k=2, **LABELS), chat_model=fake
     )
     saved = json.loads((out / "metrics.json").read_text())
-    assert saved["preset"] == "LLM (ICIL+CoT)" == metrics["preset"]
+    assert saved["setup"] == "LLM (ICIL+CoT)" == metrics["setup"]
     assert set(REQUIRED_KEYS["text"]) <= set(saved["text"])
     assert saved["n"] == 12 and saved["llm"]["partial_split"] is True
     assert saved["llm"]["findings_source"] == "labels"
@@ -118,7 +118,7 @@ def test_guard_flags_contradictions_and_repair_fixes_them(iu_text, tmp_path):
     repaired = [p for p in prompts if p["repaired"]]
     assert "contradicts the findings" in repaired[0]["repair_messages"][-1]["content"]
     assert repaired[0]["first_report"] != repaired[0]["report"]
-    assert fixed["preset"] == "LLM (ICIL, repair)"
+    assert fixed["setup"] == "LLM (ICIL, repair)"
 
 
 def test_ablation_table_has_the_three_set_ups(iu_text, tmp_path):
@@ -214,7 +214,7 @@ def test_cli_against_an_openai_compatible_server(iu_text, tmp_path, capsys):
     assert metrics["llm"]["backend"] == "openai-compatible"
     assert metrics["llm"]["model"] == "served-model"
     printed = json.loads(capsys.readouterr().out)
-    assert printed["preset"] == "LLM (ICIL)"
+    assert printed["setup"] == "LLM (ICIL)"
 
 
 def test_cli_fails_with_one_line_when_the_endpoint_is_down(iu_text, tmp_path, capsys):

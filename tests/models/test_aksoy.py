@@ -1,4 +1,4 @@
-"""The Aksoy multi-task model: builds per preset, trains, round-trips, fails clearly."""
+"""The Aksoy multi-task model: builds per set-up, trains, round-trips, fails clearly."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ from mtl_report.config import ConfigError, ModelConfig
 from mtl_report.data.schema import VITALS
 from mtl_report.losses import TASK_LOSSES
 from mtl_report.models.aksoy import ED_INPUTS, AksoyBackbone, build_aksoy_model, complete_inputs
-from mtl_report.presets import PRESETS, expand, get_preset
+from mtl_report.models.aksoy.aksoy_setups import SETUPS, expand_setups, get_setup
 
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
 
 
-def build(preset: str, **overrides):
-    model_config, train_config = get_preset(preset, SMALL, **overrides)
+def build(setup: str, **overrides):
+    model_config, train_config = get_setup(setup, SMALL, **overrides)
     return build_aksoy_model(model_config, SIZES, train_config, FEATURE_SHAPE)
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_each_preset_builds_its_heads_and_has_a_finite_loss(preset):
+@pytest.mark.parametrize("setup", sorted(SETUPS))
+def test_each_setup_builds_its_heads_and_has_a_finite_loss(setup):
     keras.utils.set_random_seed(0)
-    model = build(preset)
+    model = build(setup)
     expected = {"text": "report", "acuity": "acuity", "findings": "findings"}
-    assert set(model.output) == {expected[t] for t in PRESETS[preset]["tasks"]}
+    assert set(model.output) == {expected[t] for t in SETUPS[setup]["tasks"]}
     x, y = batch(8, text="text" in model.tasks)
     x = complete_inputs(model, {k: v for k, v in x.items() if k in model.input})
     y = {k: v for k, v in y.items() if k in model.output}
@@ -125,22 +125,22 @@ def test_masked_targets_contribute_nothing():
 
 
 @pytest.mark.parametrize(
-    ("preset", "overrides", "message"),
+    ("setup", "overrides", "message"),
     [
         ("stl_text", {"gamma": 0.5}, "findings"),
         ("mtl_tp", {"beta": 0.0}, "acuity"),
-        ("nope", {}, "unknown preset"),
+        ("nope", {}, "unknown set-up"),
     ],
 )
-def test_inconsistent_configs_fail_before_training(preset, overrides, message):
+def test_inconsistent_configs_fail_before_training(setup, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        get_preset(preset, SMALL, **overrides)
+        get_setup(setup, SMALL, **overrides)
 
 
-def test_preset_aliases_expand():
-    assert expand("stl,mtl_tp") == ["stl_text", "stl_acuity", "stl_findings", "mtl_tp"]
+def test_setup_aliases_expand_setups():
+    assert expand_setups("stl,mtl_tp") == ["stl_text", "stl_acuity", "stl_findings", "mtl_tp"]
     with pytest.raises(ConfigError):
-        expand("stl,bogus")
+        expand_setups("stl,bogus")
 
 
 def test_model_config_validation():
@@ -206,15 +206,15 @@ def test_task_weights_are_given_at_compile_and_weight_the_loss():
 
 
 @pytest.mark.parametrize(
-    ("preset", "weights", "message"),
+    ("setup", "weights", "message"),
     [
         ("mtl_tp", {"text": 1.0, "acuity": 0.5}, "do not fit"),  # a head without weight
         ("stl_text", {"text": 1.0, "findings": 0.5}, "do not fit"),  # a weight without head
         ("mtl_uw", {"text": 1.0, "acuity": 1.0, "findings": 1.0}, "learns its task weights"),
     ],
 )
-def test_task_weights_that_cannot_train_the_model_fail_at_compile(preset, weights, message):
-    model = build(preset)
+def test_task_weights_that_cannot_train_the_model_fail_at_compile(setup, weights, message):
+    model = build(setup)
     with pytest.raises(ValueError, match=message):
         model.compile(optimizer="adam", task_weights=weights)
 

@@ -1,4 +1,4 @@
-"""Findings guidance (preset mtl_tp_guided): the decoder is told the findings."""
+"""Findings guidance (set-up mtl_tp_guided): the decoder is told the findings."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from mtl_report.config import ConfigError, ModelConfig
 from mtl_report.decoding import DecodingConfig, ReportGenerator
 from mtl_report.layers import FindingsGuide
 from mtl_report.models.aksoy import GUIDE_INPUT, build_aksoy_model, complete_inputs
-from mtl_report.presets import get_preset
+from mtl_report.models.aksoy.aksoy_setups import get_setup
 
 SMALL = ModelConfig(hidden_dim=24, num_heads=3, intermediate_dim=32, max_report_length=12)
 
 
 def _model(seed: int = 0):
     keras.utils.set_random_seed(seed)
-    mc, tc = get_preset("mtl_tp_guided", SMALL)
+    mc, tc = get_setup("mtl_tp_guided", SMALL)
     return build_aksoy_model(mc, SIZES, tc, FEATURE_SHAPE)
 
 
@@ -56,12 +56,12 @@ def test_layer_states_follow_labels_and_fall_back_to_the_cut_head():
 
 def test_guidance_needs_both_heads():
     with pytest.raises(ConfigError, match="findings_guidance needs the text and findings"):
-        get_preset("stl_text", ModelConfig(findings_guidance=True))
+        get_setup("stl_text", ModelConfig(findings_guidance=True))
     with pytest.raises(ConfigError, match="findings_guidance"):
         ModelConfig(tasks=("text", "acuity"), findings_guidance=True)
-    mc, _ = get_preset("mtl_tp_guided")
+    mc, _ = get_setup("mtl_tp_guided")
     assert mc.findings_guidance and set(mc.tasks) == {"text", "acuity", "findings"}
-    assert not get_preset("mtl_tp")[0].findings_guidance
+    assert not get_setup("mtl_tp")[0].findings_guidance
 
 
 def test_unknown_findings_are_filled_in_for_inference():
@@ -71,7 +71,7 @@ def test_unknown_findings_are_filled_in_for_inference():
     assert filled[GUIDE_INPUT].shape == (3, 5) and np.isnan(filled[GUIDE_INPUT]).all()
     told = {**x, GUIDE_INPUT: tf.ones((3, 5))}
     assert complete_inputs(model, told) is told  # a given guide is kept
-    mc, tc = get_preset("mtl_tp", SMALL)
+    mc, tc = get_setup("mtl_tp", SMALL)
     plain = build_aksoy_model(mc, SIZES, tc, FEATURE_SHAPE)
     assert complete_inputs(plain, x) is x  # an unguided model takes no guide
 

@@ -374,7 +374,7 @@ def build_aksoy_model(
         num_findings=len(cfg.findings),
         findings_guidance=cfg.findings_guidance,
         uncertainty_weighting=train_config.uncertainty_weighting,
-        name=f"aksoy_{train_config.preset}",
+        name=f"aksoy_{train_config.setup}",
     )
 
 

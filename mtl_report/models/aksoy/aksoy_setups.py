@@ -1,7 +1,12 @@
 """Training set-ups of the Aksoy et al. comparison, plus learned task weighting.
 
+A set-up (the paper's word) is a training recipe: which heads the model builds and how
+their losses are weighted. It is not a preset in keras-hub's sense; that is a run
+directory (:meth:`AksoyReportGenerator.from_preset`). The command line picks one with
+``--preset`` / ``--presets``.
+
 =============  =====================  ==================================================
-preset         heads                  loss
+set-up         heads                  loss
 =============  =====================  ==================================================
 stl_text       report                 text
 stl_acuity     acuity                 acuity
@@ -28,7 +33,7 @@ from dataclasses import replace
 
 from mtl_report.config import ConfigError, ModelConfig, TrainConfig, check_consistent
 
-PRESETS: dict[str, dict] = {
+SETUPS: dict[str, dict] = {
     "stl_text": {"tasks": ("text",), "alpha": 1.0, "beta": 0.0, "gamma": 0.0},
     "stl_acuity": {"tasks": ("acuity",), "alpha": 0.0, "beta": 1.0, "gamma": 0.0},
     "stl_findings": {"tasks": ("findings",), "alpha": 0.0, "beta": 0.0, "gamma": 1.0},
@@ -62,34 +67,34 @@ DEFAULT_COMPARISON = "stl,mtl_eq,mtl_tp,mtl_uw,mtl_tp_guided"
 ALIASES = {"stl": ("stl_text", "stl_acuity", "stl_findings")}
 
 
-def expand(names: str | list[str]) -> list[str]:
+def expand_setups(names: str | list[str]) -> list[str]:
     """``"stl,mtl_tp"`` → ``["stl_text", "stl_acuity", "stl_findings", "mtl_tp"]``."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     out: list[str] = []
     for name in names:
         for n in ALIASES.get(name, (name,)):
-            if n not in PRESETS:
-                raise ConfigError(f"unknown preset {n!r}; choose from {sorted(PRESETS)}")
+            if n not in SETUPS:
+                raise ConfigError(f"unknown set-up {n!r}; choose from {sorted(SETUPS)}")
             if n not in out:
                 out.append(n)
     return out
 
 
-def get_preset(
+def get_setup(
     name: str, model: ModelConfig | None = None, train: TrainConfig | None = None, **overrides
 ) -> tuple[ModelConfig, TrainConfig]:
-    """Model and train configs of a preset; ``overrides`` (alpha, beta, gamma, ...) win.
+    """Model and train configs of a set-up; ``overrides`` (alpha, beta, gamma, ...) win.
 
     Raises:
-        ConfigError: unknown preset, or overrides that contradict its heads.
+        ConfigError: unknown set-up, or overrides that contradict its heads.
     """
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
-    spec = dict(PRESETS[name])
+    if name not in SETUPS:
+        raise ConfigError(f"unknown set-up {name!r}; choose from {sorted(SETUPS)}")
+    spec = dict(SETUPS[name])
     tasks = spec.pop("tasks")
     model = replace(model or ModelConfig(), tasks=tasks, **spec.pop("model", {}))
     fields = {**spec, **{k: v for k, v in overrides.items() if v is not None}}
-    train = replace(train or TrainConfig(), preset=name, **fields)
+    train = replace(train or TrainConfig(), setup=name, **fields)
     check_consistent(model, train)
     return model, train
