@@ -13,7 +13,7 @@ from mtl_report.classify.config import DEFAULT_CLASS_WEIGHTS, ClassifierTrainCon
 from mtl_report.config import ConfigError
 from mtl_report.data.errors import DataError
 from mtl_report.data.io import PreparedDataset, load_prepared
-from mtl_report.models.radgen import DEFAULT_CLASSES, RadGenConfig
+from mtl_report.models.radgen import DEFAULT_CLASSES, RadGenConfig, RadGenPreprocessor
 
 
 def load_classification(data: str | Path | PreparedDataset) -> PreparedDataset:
@@ -86,7 +86,8 @@ def make_classify_dataset(
     """``tf.data`` of ``(x, y)`` batches for the RadGen model.
 
     ``x``: ``image`` ``(B, S, S, 3)`` float32 [0, 255], ``text_tokens`` ``(B, T)`` int32,
-    ``report_tokens`` ``(B, T-1)`` (those in ``input_names``). ``y``: ``label`` ``(B,)``
+    ``report_tokens`` ``(B, T-1)`` (those in ``input_names``; made by
+    :class:`~mtl_report.models.radgen.RadGenPreprocessor`). ``y``: ``label`` ``(B,)``
     int32, ``weight`` ``(B,)`` float32 (class weight, 1 without), ``report`` ``(B, T-1)``.
     Decoded images are cached in memory (small images; one decode per file). With
     ``sampling`` (per-class probabilities) batches are drawn from per-class streams.
@@ -146,16 +147,14 @@ def make_classify_dataset(
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     aug = augmentation(seed) if (augment and use_image) else None
-    tokenizer.layer()  # created eagerly: its lookup table cannot be built inside a map
+    preprocessor = RadGenPreprocessor(tokenizer, input_names)
 
     def to_xy(b):
-        tokens = tokenizer.encode(b["report"])
-        x = {}
+        tokens = preprocessor.tokenize(b["report"])
+        images = None
         if use_image:
-            x["image"] = aug(b["image"], training=True) if aug is not None else b["image"]
-        x["text_tokens"] = tokens
-        x["report_tokens"] = tokens[:, :-1]
-        x = {k: v for k, v in x.items() if k in input_names}
+            images = aug(b["image"], training=True) if aug is not None else b["image"]
+        x = preprocessor.model_inputs(tokens, images)
         y = {"label": b["label"], "weight": b["weight"], "report": tokens[:, 1:]}
         return x, y
 

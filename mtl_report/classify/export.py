@@ -16,7 +16,7 @@ def export_classifier(run_dir: str | Path, out_dir: str | Path) -> Path:
     back to the image) → ``probabilities`` ``(None, k)`` float32, ``gate`` ``(None, 1)``
     float32 (1 for an image-only model, 0 for a text-only one), ``label`` ``(None,)``
     tf.string. Image decoding (:func:`mtl_report.image_decoding.decode_image`) and tokenisation
-    (the tokenizer's ``TextVectorization``) are in the graph.
+    (:class:`~mtl_report.models.radgen.RadGenPreprocessor`) are in the graph.
     """
     import keras
     import tensorflow as tf
@@ -27,7 +27,7 @@ def export_classifier(run_dir: str | Path, out_dir: str | Path) -> Path:
     size = classifier.image_size
     archive = keras.export.ExportArchive()
     archive.track(classifier.model)
-    archive.track(classifier.vectorizer)
+    archive.track(classifier.preprocessor)
 
     @tf.function(
         input_signature=[

@@ -1,4 +1,5 @@
-"""RadGen: the three-class image + report-text classifier (:mod:`.radgen_model`) and its
+"""RadGen: the three-class image + report-text classifier (:mod:`.radgen_model`), its
+preprocessor (:class:`RadGenPreprocessor`, report text and pixels → model inputs) and its
 task over a run directory (:class:`RadGenClassifier`, loaded with ``from_preset``)."""
 
 from mtl_report.models.radgen.radgen_classifier import RadGenClassifier
@@ -9,12 +10,15 @@ from mtl_report.models.radgen.radgen_model import (
     build_radgen_model,
     text_present,
 )
+from mtl_report.models.radgen.radgen_preprocessor import RADGEN_INPUTS, RadGenPreprocessor
 
 __all__ = [
     "DEFAULT_CLASSES",
+    "RADGEN_INPUTS",
     "RadGenClassifier",
     "RadGenConfig",
     "RadGenModel",
+    "RadGenPreprocessor",
     "build_radgen_model",
     "text_present",
 ]

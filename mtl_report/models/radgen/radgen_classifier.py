@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_report.models.radgen.radgen_model import RadGenConfig
+from mtl_report.models.radgen.radgen_preprocessor import RadGenPreprocessor
 from mtl_report.run import ClassifierRun
 
 
@@ -23,7 +24,8 @@ class RadGenClassifier:
     """Class probabilities, the fusion gate and the label for images with report texts.
 
     Attributes (loaded once): ``run`` (:class:`~mtl_report.run.ClassifierRun`), ``model``,
-    ``tokenizer``, ``config`` (:class:`RadGenConfig`), ``classes``, ``image_size``.
+    ``tokenizer``, ``preprocessor`` (:class:`RadGenPreprocessor`), ``config``
+    (:class:`RadGenConfig`), ``classes``, ``image_size``.
 
     Example::
 
@@ -38,9 +40,8 @@ class RadGenClassifier:
         self.config = RadGenConfig.from_dict(run.info["model"])
         self.classes = run.classes
         self.image_size = int(self.config.image_size)
-        self.vectorizer = self.tokenizer.layer()
-        self.vectorizer(tf.constant([""]))  # built before an export tracks it
-        self.reads_images = "image" in self.model.input
+        self.preprocessor = RadGenPreprocessor(self.tokenizer, self.model.input)
+        self.reads_images = self.preprocessor.reads_images
         self._outputs = tf.function(self.outputs_graph, reduce_retracing=True)
 
     @classmethod
@@ -57,21 +58,12 @@ class RadGenClassifier:
         raw report texts ``(n,)`` (``""`` when there is none: the gate then falls back to
         the image) → ``probabilities`` ``(n, k)``, ``gate`` ``(n, 1)`` (1 for an image-only
         model, 0 for a text-only one) and ``label`` ``(n,)``."""
-        names = set(self.model.input)
-        x = {}
-        if "image" in names:
-            x["image"] = images
-        tokens = tf.cast(self.vectorizer(reports), tf.int32)
-        if "text_tokens" in names:
-            x["text_tokens"] = tokens
-        if "report_tokens" in names:
-            x["report_tokens"] = tokens[:, :-1]
-        y = self.model(x, training=False)
+        y = self.model(self.preprocessor(reports, images), training=False)
         probs = tf.cast(y["probabilities"], tf.float32)
         if "gate" in y:
             gate = tf.cast(y["gate"], tf.float32)
         else:
-            gate = tf.fill([tf.shape(probs)[0], 1], 1.0 if "image" in names else 0.0)
+            gate = tf.fill([tf.shape(probs)[0], 1], 1.0 if self.reads_images else 0.0)
         label = tf.gather(tf.constant(list(self.classes)), tf.argmax(probs, axis=1))
         return {"probabilities": probs, "gate": gate, "label": label}
 
