@@ -187,7 +187,7 @@ class AksoyModel(keras.Model):
         self.findings_guidance = bool(findings_guidance)
         self.uncertainty_weighting = bool(uncertainty_weighting)
         self.heads = heads
-        self.task_weights = {t: 1.0 for t in tasks}
+        self.task_weights = self.check_task_weights(None)  # equal until compiled
         self.task_loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in tasks}
         if uncertainty_weighting:
             self.log_variances = self.add_weight(
